@@ -1,0 +1,12 @@
+//! Wyrcan's pure format code: nothing here opens a file, a socket or reads a
+//! clock. Everything takes `&str`, `&[u8]`, `Read` or `Write`, so it is unit
+//! tested and fuzzed without a machine to boot.
+#![forbid(unsafe_code)]
+
+pub mod cmdline;
+pub mod cpio;
+pub mod digest;
+pub mod kernel;
+pub mod manifest;
+pub mod reference;
+pub mod tree;

@@ -1,0 +1,338 @@
+//! Flattening over synthetic layers, through the cpio writer and back.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::cpio;
+
+/// A layer built with the `tar` crate, entry by entry.
+struct Layer(tar::Builder<Vec<u8>>);
+
+impl Layer {
+    fn new() -> Self {
+        Layer(tar::Builder::new(Vec::new()))
+    }
+    fn head(ty: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(ty);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+    fn dir(mut self, p: &str) -> Self {
+        let mut h = Self::head(tar::EntryType::Directory, 0o755, 0);
+        self.0.append_data(&mut h, p, &[][..]).unwrap();
+        self
+    }
+    fn dir_mode(mut self, p: &str, mode: u32) -> Self {
+        let mut h = Self::head(tar::EntryType::Directory, mode, 0);
+        self.0.append_data(&mut h, p, &[][..]).unwrap();
+        self
+    }
+    fn file(mut self, p: &str, data: &str) -> Self {
+        let mut h = Self::head(tar::EntryType::Regular, 0o644, data.len() as u64);
+        self.0.append_data(&mut h, p, data.as_bytes()).unwrap();
+        self
+    }
+    fn link(mut self, p: &str, target: &str) -> Self {
+        let mut h = Self::head(tar::EntryType::Link, 0o644, 0);
+        self.0.append_link(&mut h, p, target).unwrap();
+        self
+    }
+    fn symlink(mut self, p: &str, target: &str) -> Self {
+        let mut h = Self::head(tar::EntryType::Symlink, 0o777, 0);
+        self.0.append_link(&mut h, p, target).unwrap();
+        self
+    }
+    fn fifo(mut self, p: &str) -> Self {
+        let mut h = Self::head(tar::EntryType::Fifo, 0o600, 0);
+        self.0.append_data(&mut h, p, &[][..]).unwrap();
+        self
+    }
+    fn whiteout(self, p: &str) -> Self {
+        let (dir, name) = p.rsplit_once('/').map_or(("", p), |(d, n)| (d, n));
+        let wh = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
+        self.file(&wh, "")
+    }
+    fn done(self) -> Vec<u8> {
+        self.0.into_inner().unwrap()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Out {
+    Dir(u32),
+    File(String, u32),
+    Link(String),
+    Fifo,
+}
+
+/// Flatten `layers`, write a cpio, read it back the way the kernel would
+/// apply it (later entries win), and describe the result.
+fn flatten(layers: &[Vec<u8>]) -> (BTreeMap<String, Out>, Vec<cpio::Entry>) {
+    let mut tree = Tree::new();
+    for (i, l) in layers.iter().enumerate() {
+        let entries = index_layer(&l[..]).unwrap();
+        tree.apply_layer(i as u32, &entries).unwrap();
+    }
+    let mut w = cpio::Writer::new(Vec::new());
+    tree.emit_skeleton(&mut w).unwrap();
+    let plan = tree.plan(None, None);
+    for (i, l) in layers.iter().enumerate() {
+        for_each_file(&l[..], plan.layer(i as u32), |job, data| {
+            w.file(&job.paths, &job.meta, job.size, data)
+        })
+        .unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    let entries = cpio::read(&bytes).unwrap();
+    let mut fs = BTreeMap::new();
+    let mut data_by_ino: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    for e in &entries {
+        let name = String::from_utf8(e.name.clone()).unwrap();
+        // Parents must already exist, as the kernel needs.
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            assert!(
+                matches!(fs.get(parent), Some(Out::Dir(_))),
+                "{name} written before its parent {parent}"
+            );
+        }
+        let out = match e.mode & cpio::S_IFMT {
+            0o040000 => Out::Dir(e.mode & 0o7777),
+            0o120000 => Out::Link(String::from_utf8(e.data.clone()).unwrap()),
+            0o010000 => Out::Fifo,
+            _ => {
+                if !e.data.is_empty() {
+                    data_by_ino.insert(e.ino, e.data.clone());
+                }
+                let d = data_by_ino.get(&e.ino).cloned().unwrap_or_default();
+                Out::File(String::from_utf8(d).unwrap(), e.nlink)
+            }
+        };
+        fs.insert(name, out);
+    }
+    (fs, entries)
+}
+
+fn get<'a>(fs: &'a BTreeMap<String, Out>, p: &str) -> Option<&'a Out> {
+    fs.get(p)
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs() {
+    let l0 = Layer::new()
+        .dir("etc")
+        .file("etc/a", "a0")
+        .file("etc/b", "b0")
+        .dir("var")
+        .dir("var/cache")
+        .file("var/cache/x", "x")
+        .dir("opt")
+        .file("opt/old", "o")
+        .dir("opt/sub")
+        .file("opt/sub/deep", "d")
+        .done();
+    let l1 = Layer::new()
+        .dir("etc")
+        .whiteout("etc/a")
+        .file("etc/b", "b1")
+        .whiteout("var/cache")
+        .dir("opt")
+        .file("opt/.wh..wh..opq", "")
+        .file("opt/new", "n")
+        .done();
+    let (fs, _) = flatten(&[l0, l1]);
+    assert_eq!(get(&fs, "etc/a"), None);
+    assert_eq!(get(&fs, "etc/b"), Some(&Out::File("b1".into(), 1)));
+    assert_eq!(get(&fs, "var/cache"), None);
+    assert_eq!(get(&fs, "var/cache/x"), None);
+    assert_eq!(get(&fs, "var"), Some(&Out::Dir(0o755)));
+    assert_eq!(get(&fs, "opt/old"), None);
+    assert_eq!(get(&fs, "opt/sub/deep"), None);
+    assert_eq!(get(&fs, "opt/new"), Some(&Out::File("n".into(), 1)));
+    assert!(!fs.keys().any(|k| k.contains(".wh.")));
+}
+
+#[test]
+fn opaque_keeps_same_layer_entries_written_before_marker() {
+    let l0 = Layer::new().dir("d").file("d/old", "o").done();
+    let l1 = Layer::new()
+        .dir("d")
+        .file("d/new", "n")
+        .file("d/.wh..wh..opq", "")
+        .done();
+    let (fs, _) = flatten(&[l0, l1]);
+    assert_eq!(get(&fs, "d/old"), None);
+    assert_eq!(get(&fs, "d/new"), Some(&Out::File("n".into(), 1)));
+}
+
+#[test]
+fn type_changes_between_layers() {
+    let l0 = Layer::new()
+        .file("a", "file")
+        .dir("b")
+        .file("b/child", "c")
+        .done();
+    let l1 = Layer::new()
+        .dir("a")
+        .file("a/inner", "i")
+        .symlink("b", "a")
+        .done();
+    let (fs, _) = flatten(&[l0, l1]);
+    assert_eq!(get(&fs, "a"), Some(&Out::Dir(0o755)));
+    assert_eq!(get(&fs, "a/inner"), Some(&Out::File("i".into(), 1)));
+    assert_eq!(get(&fs, "b"), Some(&Out::Link("a".into())));
+    assert_eq!(get(&fs, "b/child"), None);
+}
+
+#[test]
+fn hardlinks_within_and_across_layers() {
+    let l0 = Layer::new()
+        .dir("bin")
+        .file("bin/perl", "PERL")
+        .link("bin/perl5", "bin/perl")
+        .file("bin/old", "OLD")
+        .done();
+    // Link to a lower-layer file, then replace the target: the link keeps
+    // the old bytes.
+    let l1 = Layer::new()
+        .link("bin/old-link", "bin/old")
+        .file("bin/old", "NEW")
+        .done();
+    let (fs, entries) = flatten(&[l0, l1]);
+    assert_eq!(get(&fs, "bin/perl"), Some(&Out::File("PERL".into(), 2)));
+    assert_eq!(get(&fs, "bin/perl5"), Some(&Out::File("PERL".into(), 2)));
+    assert_eq!(get(&fs, "bin/old"), Some(&Out::File("NEW".into(), 1)));
+    assert_eq!(get(&fs, "bin/old-link"), Some(&Out::File("OLD".into(), 1)));
+    let perl: Vec<_> = entries
+        .iter()
+        .filter(|e| e.name.starts_with(b"bin/perl"))
+        .collect();
+    assert_eq!(perl[0].ino, perl[1].ino);
+    // The data travels once.
+    assert_eq!(perl.iter().filter(|e| !e.data.is_empty()).count(), 1);
+}
+
+#[test]
+fn hardlink_to_missing_target_is_an_error() {
+    let l0 = Layer::new().link("a", "nowhere").done();
+    let mut tree = Tree::new();
+    let err = tree
+        .apply_layer(0, &index_layer(&l0[..]).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("nowhere"), "{err}");
+}
+
+#[test]
+fn hostile_paths_stay_inside() {
+    let mut l = tar::Builder::new(Vec::new());
+    for p in ["../../etc/evil", "/abs/file", "a/../../b"] {
+        let mut h = Layer::head(tar::EntryType::Regular, 0o644, 1);
+        // `append_data` refuses `..`; write the raw header as an attacker would.
+        h.as_gnu_mut().unwrap().name[..p.len()].copy_from_slice(p.as_bytes());
+        h.set_cksum();
+        l.append(&h, &b"x"[..]).unwrap();
+    }
+    // A symlink pointing out of the root, then a file written through it.
+    let l0 = Layer::new().symlink("out", "../../../../tmp").done();
+    let l1_raw = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = Layer::head(tar::EntryType::Regular, 0o644, 1);
+        h.set_path("out/escaped").unwrap();
+        h.set_cksum();
+        b.append(&h, &b"y"[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let (fs, _) = flatten(&[l.into_inner().unwrap(), l0, l1_raw]);
+    assert_eq!(get(&fs, "etc/evil"), Some(&Out::File("x".into(), 1)));
+    assert_eq!(get(&fs, "abs/file"), Some(&Out::File("x".into(), 1)));
+    assert_eq!(get(&fs, "b"), Some(&Out::File("x".into(), 1)));
+    // Resolved inside the tree: /tmp/escaped.
+    assert_eq!(get(&fs, "tmp/escaped"), Some(&Out::File("y".into(), 1)));
+    assert!(fs.keys().all(|k| !k.starts_with('/') && !k.contains("..")));
+}
+
+#[test]
+fn symlinked_parent_directories_are_followed() {
+    let l0 = Layer::new()
+        .dir("usr")
+        .dir("usr/lib")
+        .symlink("lib", "usr/lib")
+        .done();
+    let l1 = Layer::new().file("lib/libc.so", "C").done();
+    let (fs, _) = flatten(&[l0, l1]);
+    assert_eq!(get(&fs, "usr/lib/libc.so"), Some(&Out::File("C".into(), 1)));
+    assert_eq!(get(&fs, "lib"), Some(&Out::Link("usr/lib".into())));
+}
+
+#[test]
+fn symlink_loops_are_an_error_not_a_hang() {
+    let l0 = Layer::new().symlink("a", "b").symlink("b", "a").done();
+    let l1 = Layer::new().file("a/x", "x").done();
+    let mut tree = Tree::new();
+    tree.apply_layer(0, &index_layer(&l0[..]).unwrap()).unwrap();
+    let err = tree
+        .apply_layer(1, &index_layer(&l1[..]).unwrap())
+        .unwrap_err();
+    assert!(matches!(err, TreeError::SymlinkLoop { .. }));
+}
+
+#[test]
+fn implied_parents_and_later_dir_metadata() {
+    // Child before its directory entry: the directory comes out first
+    // anyway, with the metadata the layer gave it.
+    let l0 = Layer::new()
+        .file("x/y/z", "z")
+        .dir_mode("x/y", 0o700)
+        .fifo("x/p")
+        .done();
+    let (fs, entries) = flatten(&[l0]);
+    assert_eq!(get(&fs, "x"), Some(&Out::Dir(0o755)));
+    assert_eq!(get(&fs, "x/y"), Some(&Out::Dir(0o700)));
+    assert_eq!(get(&fs, "x/p"), Some(&Out::Fifo));
+    let names: Vec<_> = entries.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(names.last().unwrap(), b"x/y/z");
+}
+
+#[test]
+fn directory_over_directory_keeps_children() {
+    let l0 = Layer::new().dir("d").file("d/keep", "k").done();
+    let l1 = Layer::new().dir_mode("d", 0o1777).done();
+    let (fs, _) = flatten(&[l0, l1]);
+    assert_eq!(get(&fs, "d"), Some(&Out::Dir(0o1777)));
+    assert_eq!(get(&fs, "d/keep"), Some(&Out::File("k".into(), 1)));
+}
+
+#[test]
+fn go_style_modes_take_type_from_typeflag() {
+    // Mode 0o755 without S_IFDIR; 0o644 without S_IFREG.
+    let l0 = Layer::new().dir_mode("d", 0o755).file("d/f", "f").done();
+    let (_, entries) = flatten(&[l0]);
+    assert_eq!(entries[0].mode, 0o040755);
+    assert_eq!(entries[1].mode, 0o100644);
+}
+
+#[test]
+fn plan_leaves_the_kernel_out_and_marks_it() {
+    let l0 = Layer::new()
+        .dir("boot")
+        .file("boot/vmlinuz-6", "KERNEL")
+        .symlink("boot/wyrcan.kernel", "vmlinuz-6")
+        .done();
+    let mut tree = Tree::new();
+    tree.apply_layer(0, &index_layer(&l0[..]).unwrap()).unwrap();
+    let k = tree.lookup(b"/boot/wyrcan.kernel", true).unwrap().unwrap();
+    assert_eq!(tree.path_of(k), b"/boot/vmlinuz-6");
+    let plan = tree.plan(Some(k), None);
+    assert_eq!(plan.jobs().len(), 1);
+    assert_eq!(plan.jobs()[0].role, Role::Kernel);
+    assert!(plan.jobs()[0].paths.is_empty());
+    assert_eq!(tree.stats().bytes, 6);
+}

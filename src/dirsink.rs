@@ -1,0 +1,179 @@
+//! Writing a flattened tree into a directory (`wyrcan unpack`).
+//!
+//! The tree's paths are already resolved inside the image (no `..`, no
+//! symlink in a parent position), and the target starts empty, so creating
+//! each path in order cannot write outside it.
+//!
+//! Directory owners, modes and mtimes are applied at the end, deepest first:
+//! a read-only directory would block its own children, and adding a child
+//! changes the directory's mtime.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
+use rustix::process::{Gid, Uid};
+use wyrcan_core::tree::{Meta, Sink, Special};
+
+/// A [`Sink`] that creates files under `root`.
+pub struct DirSink {
+    root: PathBuf,
+    dirs: Vec<(PathBuf, Meta)>,
+    /// Owners and device nodes need root; without it they are skipped once
+    /// with a warning instead of failing the whole unpack.
+    privileged: bool,
+    warned: bool,
+}
+
+fn with_path(e: io::Error, what: &str, p: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+}
+
+fn times(meta: &Meta) -> Timestamps {
+    let t = Timespec {
+        tv_sec: meta.mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+impl DirSink {
+    /// Write into `root`, which must exist and be empty.
+    pub fn new(root: &Path) -> Self {
+        DirSink {
+            root: root.to_path_buf(),
+            dirs: Vec::new(),
+            privileged: rustix::process::geteuid().is_root(),
+            warned: false,
+        }
+    }
+
+    fn path(&self, p: &[u8]) -> PathBuf {
+        if p == b"." {
+            self.root.clone()
+        } else {
+            self.root.join(OsStr::from_bytes(p))
+        }
+    }
+
+    fn not_root(&mut self, what: &str) {
+        if !self.warned {
+            tracing::warn!(
+                "not running as root: {what} skipped (run as root to keep owners and device nodes)"
+            );
+            self.warned = true;
+        }
+    }
+
+    /// Owner, then mode (chown clears setuid), then mtime; never follows
+    /// a symlink.
+    fn finish_path(&mut self, p: &Path, meta: &Meta, is_link: bool) -> io::Result<()> {
+        if self.privileged {
+            let (uid, gid) = (
+                Uid::from_raw(meta.uid as u32),
+                Gid::from_raw(meta.gid as u32),
+            );
+            rustix::fs::chownat(CWD, p, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| with_path(e.into(), "changing the owner of", p))?;
+        } else if meta.uid != 0 || meta.gid != 0 {
+            self.not_root("owners");
+        }
+        if !is_link {
+            fs::set_permissions(p, fs::Permissions::from_mode(meta.mode))
+                .map_err(|e| with_path(e, "setting the mode of", p))?;
+        }
+        rustix::fs::utimensat(CWD, p, &times(meta), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| with_path(e.into(), "setting the mtime of", p))?;
+        Ok(())
+    }
+
+    /// Apply the deferred directory metadata; call once at the end.
+    pub fn finish(mut self) -> io::Result<()> {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (p, meta) in dirs.iter().rev() {
+            self.finish_path(p, meta, false)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for DirSink {
+    fn dir(&mut self, path: &[u8], meta: &Meta) -> io::Result<()> {
+        let p = self.path(path);
+        if path != b"." {
+            fs::create_dir(&p).map_err(|e| with_path(e, "creating directory", &p))?;
+        }
+        self.dirs.push((p, *meta));
+        Ok(())
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> io::Result<()> {
+        let p = self.path(path);
+        symlink(OsStr::from_bytes(target), &p).map_err(|e| with_path(e, "creating symlink", &p))?;
+        self.finish_path(&p, meta, true)
+    }
+
+    fn special(&mut self, path: &[u8], kind: Special, meta: &Meta) -> io::Result<()> {
+        let p = self.path(path);
+        let (ty, dev) = match kind {
+            Special::Char { major, minor } => {
+                (FileType::CharacterDevice, rustix::fs::makedev(major, minor))
+            }
+            Special::Block { major, minor } => {
+                (FileType::BlockDevice, rustix::fs::makedev(major, minor))
+            }
+            Special::Fifo => (FileType::Fifo, 0),
+        };
+        if ty != FileType::Fifo && !self.privileged {
+            self.not_root("device nodes");
+            return Ok(());
+        }
+        rustix::fs::mknodat(CWD, &p, ty, Mode::from_raw_mode(0o600), dev)
+            .map_err(|e| with_path(e.into(), "creating node", &p))?;
+        self.finish_path(&p, meta, false)
+    }
+
+    fn file(
+        &mut self,
+        paths: &[Vec<u8>],
+        meta: &Meta,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> io::Result<()> {
+        let Some((first, rest)) = paths.split_first() else {
+            return Ok(());
+        };
+        let p = self.path(first);
+        let mut f: File = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| with_path(e, "creating", &p))?;
+        let n = io::copy(&mut data.take(size), &mut f).map_err(|e| with_path(e, "writing", &p))?;
+        if n != size {
+            return Err(with_path(
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("got {n} of {size} bytes"),
+                ),
+                "writing",
+                &p,
+            ));
+        }
+        drop(f);
+        self.finish_path(&p, meta, false)?;
+        for other in rest {
+            let o = self.path(other);
+            fs::hard_link(&p, &o).map_err(|e| with_path(e, "hard-linking", &o))?;
+        }
+        Ok(())
+    }
+}

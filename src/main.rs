@@ -1,0 +1,33 @@
+//! `wyrcan`: parse, set up logging, run, print the error chain.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wyrcan::cli::{self, Opt};
+
+fn main() -> ExitCode {
+    let opt = Opt::parse();
+    let default = match (opt.quiet, opt.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_env("WYRCAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+    match cli::run(opt) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

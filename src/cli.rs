@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use wyrcan_core::manifest::Platform;
 use wyrcan_core::reference::Reference;
@@ -20,7 +20,7 @@ use crate::registry::{Client, ClientOptions};
 #[derive(Debug, Parser)]
 #[command(name = "wyrcan", version, about, long_about = None)]
 pub struct Opt {
-    /// Only errors and warnings; no progress bars.
+    /// Only errors; no progress bars, no log lines.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// More log output (-v: debug, -vv: trace).
@@ -38,6 +38,28 @@ pub enum Cmd {
     Morph(MorphArgs),
     /// Pull IMAGE and write its flattened filesystem into DIR.
     Unpack(UnpackArgs),
+    /// On a running Linux host: pull IMAGE, convert it in memory and load
+    /// it with kexec_file_load; --exec switches to it at once.
+    Kexec(KexecArgs),
+    /// Run the boot environment's PID 1 flow (automatic when run as /init).
+    Boot,
+}
+
+/// `wyrcan kexec`.
+#[derive(Debug, Args)]
+pub struct KexecArgs {
+    /// Image reference.
+    pub image: String,
+    /// Extra kernel arguments, after the image's /boot/wyrcan.cmdline (repeatable).
+    #[arg(long, value_name = "ARGS")]
+    pub append: Vec<String>,
+    /// Switch to the loaded kernel right away, like `kexec -e` (no clean
+    /// shutdown; without it, run `systemctl kexec` for one).
+    #[arg(long)]
+    pub exec: bool,
+    /// Registry options.
+    #[command(flatten)]
+    pub pull: PullArgs,
 }
 
 /// How to reach the registry; shared by every pulling command.
@@ -136,6 +158,8 @@ pub fn run(opt: Opt) -> Result<()> {
     match opt.cmd {
         Cmd::Morph(a) => morph_cmd(a, &progress),
         Cmd::Unpack(a) => unpack_cmd(a, &progress),
+        Cmd::Kexec(a) => kexec_cmd(a, &progress),
+        Cmd::Boot => crate::init::main(),
     }
 }
 
@@ -181,6 +205,19 @@ pub fn pull(image: &str, args: &PullArgs, progress: &Progress) -> Result<Pulled>
     })
 }
 
+/// Resolve an image to its manifest without downloading layers: proves
+/// the reference, the registry access and the platform are right.
+pub fn resolve_only(image: &str, args: &PullArgs) -> Result<Resolved> {
+    let reference: Reference = image
+        .parse()
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("{image:?} is not a valid image reference"))?;
+    let opts = args.options()?;
+    let platform = opts.platform.clone().unwrap_or_else(Platform::current);
+    let client = Client::new(&reference, &opts.client)?;
+    image::resolve(&client, &reference, &platform)
+}
+
 fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
     let started = Instant::now();
     // Stage the outputs first: a bad output directory fails before a pull.
@@ -190,19 +227,6 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
     let c = a.cmdline.as_ref().map(|p| staged.add(p)).transpose()?;
     let mut pulled = pull(&a.image, &a.pull, progress)?;
     let image = pulled.resolved.reference.to_string();
-    let mut tree = morph::flatten(&pulled.layers, &image)?;
-    let info = morph::boot_info(&mut tree, &image)?;
-    let stats = tree.stats();
-    tracing::info!(
-        "{image}: kernel {} ({}, via {}); {} files, {} dirs, {} unpacked",
-        info.kernel.path,
-        human(info.kernel.size),
-        info.kernel.via,
-        stats.files,
-        stats.dirs,
-        human(stats.bytes)
-    );
-    let plan = tree.plan(Some(info.kernel.node), info.cmdline_node);
     let initrd_file = staged
         .file(i)
         .try_clone()
@@ -212,28 +236,19 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         .try_clone()
         .context("opening the kernel output")?;
     let bar = progress.counter("writing initrd");
-    let (captured, cpio_size) = morph::write_initrd(
-        &tree,
-        &plan,
+    let out = morph::convert(
         &mut pulled.layers,
+        &image,
+        &mut kernel_file,
         initrd_file,
         a.compression,
-        &mut kernel_file,
-        &image,
+        |_| Ok(()),
     )?;
     bar.finish();
-    let kernel_len = staged.file(k).metadata().map(|m| m.len()).unwrap_or(0);
-    if kernel_len != info.kernel.size {
-        bail!(
-            "the kernel {} of {image} came out as {kernel_len} bytes instead of {}",
-            info.kernel.path,
-            info.kernel.size
-        );
-    }
+    let kernel_len = out.kernel.size;
+    let cpio_size = out.cpio_size;
     if let Some(c) = c {
-        let file = (info.cmdline_node.is_some()).then_some(captured.as_slice());
-        let line = wyrcan_core::kernel::image_cmdline(file, &info.init);
-        writeln!(staged.file(c), "{line}").context("writing the cmdline output")?;
+        writeln!(staged.file(c), "{}", out.image_cmdline).context("writing the cmdline output")?;
     }
     let initrd_len = staged.file(i).metadata().map(|m| m.len()).unwrap_or(0);
     staged.commit()?;
@@ -245,6 +260,22 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         human(initrd_len),
         human(cpio_size),
         started.elapsed()
+    );
+    Ok(())
+}
+
+fn kexec_cmd(a: KexecArgs, progress: &Progress) -> Result<()> {
+    use crate::sys::{LinuxSys, Power, Sys};
+    let prepared = crate::boot::prepare(&a.image, &a.pull, &a.append, progress)?;
+    crate::boot::load(&LinuxSys, &prepared)?;
+    drop(prepared);
+    if a.exec {
+        tracing::info!("switching to the new kernel now");
+        return Err(LinuxSys.power(Power::Kexec)).context("executing the loaded kernel");
+    }
+    tracing::info!(
+        "{} is loaded: `systemctl kexec` boots it after a clean shutdown, `wyrcan kexec --exec` or `kexec -e` at once",
+        a.image
     );
     Ok(())
 }

@@ -3,10 +3,16 @@
 //! orchestration; the pure format code is in `wyrcan-core`.
 
 pub mod auth;
+pub mod boot;
 pub mod cli;
+pub mod coldplug;
+pub mod console;
 pub mod dirsink;
 pub mod image;
+pub mod init;
 pub mod morph;
+pub mod net;
 pub mod pipe;
 pub mod progress;
 pub mod registry;
+pub mod sys;

@@ -8,9 +8,16 @@ use tracing_subscriber::EnvFilter;
 use wyrcan::cli::{self, Opt};
 
 fn main() -> ExitCode {
+    // As the boot environment's /init the kernel starts us with no
+    // subcommand (and may pass its own arguments): run the boot flow.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::process::id() == 1 || std::path::Path::new(&argv0).file_name() == Some("init".as_ref())
+    {
+        wyrcan::init::main();
+    }
     let opt = Opt::parse();
     let default = match (opt.quiet, opt.verbose) {
-        (true, _) => "warn",
+        (true, _) => "error",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",

@@ -359,3 +359,68 @@ pub fn check_empty_dir(dir: &Path) -> Result<bool> {
         Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
     }
 }
+
+/// What [`convert`] produced besides the files.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The image's own kernel arguments (`/boot/wyrcan.cmdline` plus the
+    /// init argument), not yet joined with the user's.
+    pub image_cmdline: String,
+    /// Where the kernel was found.
+    pub kernel: Found,
+    /// Totals of the flattened tree.
+    pub stats: tree::Stats,
+    /// Size of the uncompressed cpio.
+    pub cpio_size: u64,
+}
+
+/// Flatten pulled layers and write kernel and initrd. `check` sees the
+/// tree's totals before anything is written and may refuse (memory).
+pub fn convert(
+    layers: &mut [LocalLayer],
+    image: &str,
+    kernel_out: &mut File,
+    initrd_out: File,
+    compression: OutputCompression,
+    check: impl FnOnce(&tree::Stats) -> Result<()>,
+) -> Result<Converted> {
+    let mut tree = flatten(layers, image)?;
+    let info = boot_info(&mut tree, image)?;
+    let stats = tree.stats();
+    tracing::info!(
+        "{image}: kernel {} ({}, via {}); {} files, {} dirs, {} unpacked",
+        info.kernel.path,
+        crate::progress::human(info.kernel.size),
+        info.kernel.via,
+        stats.files,
+        stats.dirs,
+        crate::progress::human(stats.bytes)
+    );
+    check(&stats)?;
+    let plan = tree.plan(Some(info.kernel.node), info.cmdline_node);
+    let (captured, cpio_size) = write_initrd(
+        &tree,
+        &plan,
+        layers,
+        initrd_out,
+        compression,
+        kernel_out,
+        image,
+    )?;
+    kernel_out.flush()?;
+    let kernel_len = kernel_out.metadata().map(|m| m.len()).unwrap_or(0);
+    if kernel_len != info.kernel.size {
+        bail!(
+            "the kernel {} of {image} came out as {kernel_len} bytes instead of {}",
+            info.kernel.path,
+            info.kernel.size
+        );
+    }
+    let file = info.cmdline_node.is_some().then_some(captured.as_slice());
+    Ok(Converted {
+        image_cmdline: kernel::image_cmdline(file, &info.init),
+        kernel: info.kernel,
+        stats,
+        cpio_size,
+    })
+}

@@ -152,7 +152,18 @@ pub enum RegistryError {
         /// The HTTP status.
         status: u16,
     },
-    /// Connecting, TLS, or reading the answer failed.
+    /// The TLS handshake failed: an unknown CA, a name mismatch, an expired
+    /// certificate. Not retried: it does not fix itself.
+    #[error("TLS with {host} failed ({detail}): trust its CA with --ca FILE, or allow it with --insecure {host}")]
+    Tls {
+        /// The URL requested.
+        url: String,
+        /// The server's `host[:port]`.
+        host: String,
+        /// What TLS said.
+        detail: String,
+    },
+    /// Connecting or reading the answer failed.
     #[error("requesting {url}")]
     Transport {
         /// The URL requested.
@@ -168,6 +179,15 @@ impl RegistryError {
     pub fn find(err: &anyhow::Error) -> Option<&RegistryError> {
         err.chain().find_map(|e| e.downcast_ref::<RegistryError>())
     }
+}
+
+/// Whether trying the whole operation again later may help: connection
+/// failures and server errors, not "not found" or "access refused".
+pub fn worth_retrying(err: &anyhow::Error) -> bool {
+    matches!(
+        RegistryError::find(err),
+        Some(RegistryError::Transport { .. } | RegistryError::Status { .. })
+    )
 }
 
 /// A manifest (or index) as received, with the digest of its exact bytes.
@@ -200,9 +220,9 @@ pub struct Client {
     retries: u32,
     backoff: Duration,
     /// Verifies TLS against the system roots and `--ca` files.
-    verified: Agent,
+    verified: Agents,
     /// Skips TLS verification; used only for hosts listed in `insecure`.
-    unverified: Agent,
+    unverified: Agents,
     /// `http` or `https` for an insecure registry, found by the first request.
     scheme: Mutex<Option<&'static str>>,
     /// The `Authorization` value for the registry, once a challenge was met.
@@ -235,6 +255,18 @@ impl Failure {
     }
 
     fn transport(url: &str, source: ureq::Error) -> Self {
+        if is_tls_failure(&source) {
+            let host = url
+                .parse::<Uri>()
+                .ok()
+                .and_then(|u| u.authority().map(|a| a.to_string()))
+                .unwrap_or_default();
+            return Failure::fatal(RegistryError::Tls {
+                url: url.to_string(),
+                host,
+                detail: source.to_string(),
+            });
+        }
         let transient = is_transient(&source);
         Failure {
             err: RegistryError::Transport {
@@ -285,8 +317,8 @@ impl Client {
         };
 
         let roots = root_certs(&opts.ca_files)?;
-        let verified = new_agent(TlsConfig::builder().root_certs(roots).build());
-        let unverified = new_agent(TlsConfig::builder().disable_verification(true).build());
+        let verified = Agents::new(TlsConfig::builder().root_certs(roots).build());
+        let unverified = Agents::new(TlsConfig::builder().disable_verification(true).build());
         if registry_insecure {
             warn!("registry {registry} is insecure: plain HTTP or unverified TLS (image digests are still verified)");
         }
@@ -666,7 +698,7 @@ impl Client {
     /// HTTPS without verification is tried.
     fn probe_scheme(&self) -> Result<&'static str, Failure> {
         let http_url = format!("http://{}/v2/", self.api_host);
-        let http_err = match self.verified.get(&http_url).call() {
+        let http_err = match self.agent_for_url(&http_url).get(&http_url).call() {
             // `http://` redirected to `https://`: the server wants TLS.
             Ok(r) if r.status().is_redirection() && location_is_https(&r) => None,
             Ok(r) if r.status().as_u16() != 400 => {
@@ -677,7 +709,7 @@ impl Client {
             Err(e) => Some(e),
         };
         let https_url = format!("https://{}/v2/", self.api_host);
-        match self.unverified.get(&https_url).call() {
+        match self.agent_for_url(&https_url).get(&https_url).call() {
             Ok(_) => {
                 debug!("insecure registry {} speaks TLS only", self.api_host);
                 Ok("https")
@@ -749,15 +781,28 @@ impl Client {
             .is_some_and(|(h, p)| h == *host && p == port.unwrap_or_else(|| default_port(uri)))
     }
 
-    /// The agent for `uri`: unverified TLS only for hosts the user listed.
+    /// The agent for `uri`: unverified TLS only for hosts the user listed,
+    /// no proxy for loopback hosts.
     fn agent_for(&self, uri: &Uri) -> &Agent {
         let listed = uri
             .authority()
             .is_some_and(|a| is_insecure(&self.insecure, a.as_str()));
-        if listed {
+        let agents = if listed {
             &self.unverified
         } else {
             &self.verified
+        };
+        if uri.host().is_some_and(is_loopback) {
+            &agents.direct
+        } else {
+            &agents.proxied
+        }
+    }
+
+    fn agent_for_url(&self, url: &str) -> &Agent {
+        match url.parse::<Uri>() {
+            Ok(uri) => self.agent_for(&uri),
+            Err(_) => &self.verified.proxied,
         }
     }
 
@@ -961,10 +1006,38 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One TLS policy, through the environment's proxy (`HTTPS_PROXY`, …,
+/// honouring `NO_PROXY`) or direct. Loopback hosts always go direct: a proxy
+/// cannot reach our loopback (Go's net/http, hence docker and podman, make
+/// the same exception).
+struct Agents {
+    proxied: Agent,
+    direct: Agent,
+}
+
+impl Agents {
+    fn new(tls: TlsConfig) -> Self {
+        Agents {
+            proxied: new_agent(tls.clone(), ureq::Proxy::try_from_env()),
+            direct: new_agent(tls, None),
+        }
+    }
+}
+
+/// `localhost` or a loopback address (`Uri::host` keeps IPv6 brackets).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// An agent with our timeouts and user agent, that hands every status and
 /// redirect back to us.
-fn new_agent(tls: TlsConfig) -> Agent {
+fn new_agent(tls: TlsConfig, proxy: Option<ureq::Proxy>) -> Agent {
     Agent::config_builder()
+        .proxy(proxy)
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
@@ -1063,17 +1136,28 @@ fn location_is_https(resp: &Response<Body>) -> bool {
         .is_some_and(|l| l.starts_with("https://"))
 }
 
+/// Whether TLS failed. rustls reports handshake failures (certificate
+/// errors, alerts) through `io::ErrorKind::InvalidData`.
+fn is_tls_failure(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => true,
+        _ => false,
+    }
+}
+
 /// Whether retrying after this error may help.
 fn is_transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::HostNotFound
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Protocol(_)
-            | ureq::Error::BodyStalled
-    )
+    !is_tls_failure(e)
+        && matches!(
+            e,
+            ureq::Error::Io(_)
+                | ureq::Error::Timeout(_)
+                | ureq::Error::HostNotFound
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::Protocol(_)
+                | ureq::Error::BodyStalled
+        )
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare for registries).
@@ -1905,6 +1989,9 @@ mod tests {
         assert!(!is_insecure(&list, "127.0.0.1"));
         assert!(!is_insecure(&list, "other.lan"));
         assert!(!is_insecure(&[], "reg.lan"));
+        assert!(is_loopback("127.0.0.1") && is_loopback("127.1.2.3") && is_loopback("[::1]"));
+        assert!(is_loopback("LOCALHOST"));
+        assert!(!is_loopback("10.0.0.1") && !is_loopback("[::2]") && !is_loopback("reg.lan"));
     }
 
     #[test]
@@ -1946,6 +2033,13 @@ mod tests {
             "repository%3Aa%2Fb%3Apull"
         );
         assert_eq!(percent_encode("a-b.c_d~e"), "a-b.c_d~e");
+        let io = |k| ureq::Error::Io(std::io::Error::new(k, "x"));
+        assert!(is_tls_failure(&io(std::io::ErrorKind::InvalidData)));
+        assert!(!is_transient(&io(std::io::ErrorKind::InvalidData)));
+        assert!(is_transient(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(is_transient(&io(std::io::ErrorKind::UnexpectedEof)));
+        assert!(is_transient(&ureq::Error::ConnectionFailed));
+        assert!(!is_transient(&ureq::Error::BadUri("x".into())));
     }
 
     #[test]

@@ -5,8 +5,12 @@
 
 pub mod cmdline;
 pub mod cpio;
+pub mod dhcp;
 pub mod digest;
+pub mod efivar;
+pub mod ipconfig;
 pub mod kernel;
 pub mod manifest;
+pub mod modules;
 pub mod reference;
 pub mod tree;

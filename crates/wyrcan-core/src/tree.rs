@@ -334,12 +334,9 @@ impl Tree {
                     return Ok(());
                 }
                 let kind = match &self.nodes[tid as usize].kind {
-                    NodeKind::File(ino) => {
-                        // umoci applies the link header's metadata to the
-                        // shared inode, so the last header wins.
-                        self.inodes[*ino as usize].meta = e.meta;
-                        NodeKind::File(*ino)
-                    }
+                    // The link's own header metadata is ignored, as umoci
+                    // (our oracle) and GNU tar do: the inode keeps its own.
+                    NodeKind::File(ino) => NodeKind::File(*ino),
                     NodeKind::Symlink(t) => NodeKind::Symlink(t.clone()),
                     NodeKind::Special(s) => NodeKind::Special(*s),
                     NodeKind::Dir(_) | NodeKind::Removed => {

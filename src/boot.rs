@@ -1,0 +1,194 @@
+//! From an image reference to a kernel loaded for kexec: pull, convert
+//! into memory (memfds, no second copy), decide whether the next boot fits
+//! in RAM, compose the next cmdline, `kexec_file_load`. Shared by
+//! `wyrcan kexec` on a host and by PID 1 in the boot environment. Executing
+//! the loaded kernel is a separate step, so tests can stop before it.
+
+use std::fs::File;
+
+use anyhow::{bail, Context, Result};
+use rustix::fs::MemfdFlags;
+
+use crate::cli::{pull, PullArgs};
+use crate::morph::{self, OutputCompression};
+use crate::progress::{human, Progress};
+use crate::sys::Sys;
+
+const MIB: u64 = 1024 * 1024;
+/// What the next kernel itself takes before it unpacks the initrd: a
+/// conservative figure for a distribution kernel.
+const KERNEL_OVERHEAD: u64 = 128 * MIB;
+
+/// A kernel and initrd ready for `kexec_file_load`.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The kernel, in a memfd.
+    pub kernel: File,
+    /// The initrd, in a memfd.
+    pub initrd: File,
+    /// The complete next cmdline.
+    pub cmdline: String,
+    /// Unpacked size of the image.
+    pub unpacked: u64,
+}
+
+/// How the next boot will hold the unpacked image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootFs {
+    /// The default initramfs tmpfs: capped at half of RAM, can swap.
+    Tmpfs,
+    /// `rootfstype=ramfs`: no cap, no swap-out.
+    Ramfs,
+}
+
+/// Decide, from the machine's RAM, whether the next boot can unpack
+/// `unpacked` bytes from an initrd of about `initrd` bytes. A half-unpacked
+/// image is the one outcome that must never happen: the kernel would run
+/// `/init` anyway with files missing.
+pub fn memory_plan(ram_total: u64, unpacked: u64, initrd: u64) -> Result<RootFs, String> {
+    let need = unpacked + initrd + KERNEL_OVERHEAD;
+    if need > ram_total {
+        return Err(format!(
+            "the image unpacks to {} and its initrd is about {}: the next boot needs at least {} of RAM, this machine has {}. \
+             Give the machine more memory or use a smaller image",
+            human(unpacked),
+            human(initrd),
+            human(need),
+            human(ram_total)
+        ));
+    }
+    // tmpfs stops at 50% of RAM; keep a margin for metadata.
+    if unpacked + 16 * MIB > ram_total / 2 {
+        Ok(RootFs::Ramfs)
+    } else {
+        Ok(RootFs::Tmpfs)
+    }
+}
+
+/// `MemTotal` and `MemAvailable` from `/proc/meminfo`, in bytes.
+pub fn meminfo() -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+    Ok(parse_meminfo(&text))
+}
+
+fn parse_meminfo(text: &str) -> (u64, u64) {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+fn memfd(name: &str) -> Result<File> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)
+        .with_context(|| format!("creating an in-memory file for the {name}"))?;
+    Ok(File::from(fd))
+}
+
+/// Pull `image`, convert it into memfds and compose the next cmdline:
+/// the image's `/boot/wyrcan.cmdline`, then `extra` in order (DESIGN §2).
+pub fn prepare(
+    image: &str,
+    args: &PullArgs,
+    extra: &[String],
+    progress: &Progress,
+) -> Result<Prepared> {
+    let (total, available) = meminfo()?;
+    let mut pulled = pull(image, args, progress)?;
+    let compressed: u64 = pulled.resolved.manifest.layers.iter().map(|l| l.size).sum();
+    let reference = pulled.resolved.reference.to_string();
+    // The compressed layers sit in scratch space (RAM in the boot
+    // environment) while the initrd, about as large, is written.
+    if 2 * compressed + 32 * MIB > available && available > 0 {
+        bail!(
+            "{reference} needs about {} of free memory to be converted, {} is available: give the machine more memory",
+            human(2 * compressed + 32 * MIB),
+            human(available)
+        );
+    }
+    let mut kernel = memfd("kernel")?;
+    let initrd = memfd("initrd")?;
+    let initrd_out = initrd.try_clone()?;
+    let mut rootfs = RootFs::Tmpfs;
+    let converted = morph::convert(
+        &mut pulled.layers,
+        &reference,
+        &mut kernel,
+        initrd_out,
+        OutputCompression::Zstd,
+        |stats| {
+            rootfs = memory_plan(total, stats.bytes, compressed).map_err(anyhow::Error::msg)?;
+            Ok(())
+        },
+    )?;
+    drop(pulled);
+    let mut cmdline = wyrcan_core::cmdline::next_cmdline(&converted.image_cmdline, extra);
+    if rootfs == RootFs::Ramfs {
+        tracing::warn!(
+            "{reference} unpacks to {}, more than half of the {} of RAM: booting it with rootfstype=ramfs (no size cap, no swap)",
+            human(converted.stats.bytes),
+            human(total)
+        );
+        cmdline = wyrcan_core::cmdline::next_cmdline(&cmdline, &["rootfstype=ramfs".to_string()]);
+    }
+    Ok(Prepared {
+        kernel,
+        initrd,
+        cmdline,
+        unpacked: converted.stats.bytes,
+    })
+}
+
+/// Hand the prepared kernel to the running kernel. The memfds can be
+/// dropped afterwards: the kernel keeps its own copy of the segments.
+pub fn load(sys: &dyn Sys, p: &Prepared) -> Result<()> {
+    tracing::info!("loading the kernel for kexec, cmdline: {}", p.cmdline);
+    sys.kexec_load(&p.kernel, &p.initrd, &p.cmdline)
+        .context("loading the new kernel with kexec_file_load")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_decisions() {
+        let g = 1024 * MIB;
+        assert_eq!(memory_plan(4 * g, 300 * MIB, 100 * MIB), Ok(RootFs::Tmpfs));
+        assert_eq!(memory_plan(g, 600 * MIB, 100 * MIB), Ok(RootFs::Ramfs));
+        let e = memory_plan(g, 900 * MIB, 200 * MIB).unwrap_err();
+        assert!(e.contains("more memory"), "{e}");
+    }
+
+    #[test]
+    fn meminfo_parsing() {
+        let t =
+            "MemTotal:        1004392 kB\nMemFree:          12 kB\nMemAvailable:     900000 kB\n";
+        assert_eq!(parse_meminfo(t), (1004392 * 1024, 900000 * 1024));
+        assert_eq!(parse_meminfo(""), (0, 0));
+    }
+
+    #[test]
+    fn load_passes_the_cmdline() {
+        let sys = crate::sys::fake::FakeSys::default();
+        let p = Prepared {
+            kernel: memfd("k").unwrap(),
+            initrd: memfd("i").unwrap(),
+            cmdline: "quiet x=\"a b\"".into(),
+            unpacked: 0,
+        };
+        load(&sys, &p).unwrap();
+        assert_eq!(
+            sys.calls(),
+            ["kexec_load kernel=0 initrd=0 cmdline=quiet x=\"a b\""]
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! Drives QEMU (TCG) for the boot tests: reads the serial console line by
+//! line with timestamps, waits for markers, types into prompts, and always
+//! stops the VM (timeout or drop). Network is QEMU user networking with
+//! `restrict=on`: the guest reaches only the test registry through a
+//! guestfwd rule to 127.0.0.1.
+#![allow(dead_code)]
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Address of the registry as the guest sees it.
+pub const GUEST_REGISTRY: &str = "10.0.2.100:5000";
+
+/// The repository root (where `out/` is).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A built artifact under `out/`, or a panic that says how to build it.
+pub fn artifact(rel: &str) -> PathBuf {
+    let p = repo().join("out").join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-bootenv (scripts/test does) before the VM tests",
+        p.display()
+    );
+    p
+}
+
+/// The test images' kernel (Debian's cloud kernel, another `uname -r`
+/// than Wyrcan's own) and its release string.
+pub fn test_kernel() -> (PathBuf, String) {
+    let boot = artifact("build/testkernel/boot");
+    let entry = std::fs::read_dir(&boot)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+        .expect("no vmlinuz-* in the test kernel package");
+    let name = entry.file_name().to_string_lossy().into_owned();
+    (
+        entry.path(),
+        name.trim_start_matches("vmlinuz-").to_string(),
+    )
+}
+
+/// How the guest is networked.
+#[derive(Clone, Debug)]
+pub enum Net {
+    /// No NIC at all.
+    None,
+    /// virtio-net (or e1000) on restricted user networking; `registry` is
+    /// the host port forwarded to [`GUEST_REGISTRY`].
+    User {
+        /// Host port of the registry.
+        registry: Option<u16>,
+        /// NIC model.
+        model: &'static str,
+        /// TFTP root and boot file, for PXE.
+        tftp: Option<(PathBuf, String)>,
+    },
+}
+
+/// What to boot.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// Direct kernel boot.
+    pub kernel: Option<PathBuf>,
+    /// Its initrd.
+    pub initrd: Option<PathBuf>,
+    /// Its cmdline.
+    pub append: Option<String>,
+    /// Memory in MiB.
+    pub mem_mb: u32,
+    /// Network.
+    pub net: Net,
+    /// EFI firmware variables file (a per-test copy of OVMF_VARS): boots
+    /// with OVMF when set.
+    pub efi_vars: Option<PathBuf>,
+    /// ISO as a CD.
+    pub cdrom: Option<PathBuf>,
+    /// Raw disk image (read-only virtio).
+    pub disk: Option<PathBuf>,
+    /// Boot from the network (PXE).
+    pub netboot: bool,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            kernel: None,
+            initrd: None,
+            append: None,
+            mem_mb: 1024,
+            net: Net::None,
+            efi_vars: None,
+            cdrom: None,
+            disk: None,
+            netboot: false,
+        }
+    }
+}
+
+/// A fresh copy of OVMF's variable store for one test (reused across the
+/// boots of that test to keep variables).
+pub fn ovmf_vars(dir: &Path) -> PathBuf {
+    let p = dir.join("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &p)
+        .expect("copying OVMF_VARS_4M.fd (package ovmf)");
+    p
+}
+
+/// A running VM.
+pub struct Vm {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<(Duration, String)>,
+    log: Arc<Mutex<String>>,
+    start: Instant,
+    name: String,
+}
+
+impl Vm {
+    /// Start QEMU.
+    pub fn start(name: &str, cfg: &VmConfig) -> Vm {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "1",
+        ]);
+        cmd.args(["-m", &cfg.mem_mb.to_string()]);
+        cmd.args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]);
+        if let Some(vars) = &cfg.efi_vars {
+            cmd.arg("-drive")
+                .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+        if let Some(k) = &cfg.kernel {
+            cmd.arg("-kernel").arg(k);
+        }
+        if let Some(i) = &cfg.initrd {
+            cmd.arg("-initrd").arg(i);
+        }
+        if let Some(a) = &cfg.append {
+            cmd.arg("-append").arg(a);
+        }
+        if let Some(c) = &cfg.cdrom {
+            cmd.arg("-drive").arg(format!(
+                "file={},format=raw,media=cdrom,readonly=on",
+                c.display()
+            ));
+        }
+        if let Some(d) = &cfg.disk {
+            cmd.arg("-drive").arg(format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                d.display()
+            ));
+        }
+        match &cfg.net {
+            Net::None => {}
+            Net::User {
+                registry,
+                model,
+                tftp,
+            } => {
+                let mut netdev = String::from("user,id=n,restrict=on");
+                if let Some((dir, boot)) = tftp {
+                    netdev.push_str(&format!(",tftp={},bootfile={boot}", dir.display()));
+                }
+                if let Some(port) = registry {
+                    netdev.push_str(&format!(
+                        ",guestfwd=tcp:{GUEST_REGISTRY}-cmd:busybox nc 127.0.0.1 {port}"
+                    ));
+                }
+                cmd.arg("-netdev").arg(netdev);
+                cmd.arg("-device").arg(format!("{model},netdev=n"));
+            }
+        }
+        if cfg.netboot {
+            cmd.args(["-boot", "n"]);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .expect("starting qemu-system-x86_64 (package qemu-system-x86)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let start = Instant::now();
+        let log2 = log.clone();
+        // Raw bytes go through a channel to a line assembler, so a partial
+        // line can be told apart from a prompt: a prompt (no newline) is
+        // handed over once nothing more arrived for a moment.
+        let (raw_tx, raw_rx) = channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 || raw_tx.send(chunk[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf: Vec<u8> = Vec::new();
+            let emit = |bytes: &[u8]| {
+                let line = String::from_utf8_lossy(bytes).into_owned();
+                let t = start.elapsed();
+                log2.lock()
+                    .unwrap()
+                    .push_str(&format!("[{:7.2}] {line}\n", t.as_secs_f64()));
+                let _ = tx.send((t, line));
+            };
+            loop {
+                match raw_rx.recv_timeout(Duration::from_millis(300)) {
+                    // Lines end in \n or \r (firmware and menus redraw with \r).
+                    Ok(data) => {
+                        for b in data {
+                            if b == b'\n' || b == b'\r' {
+                                if !buf.is_empty() {
+                                    emit(&buf);
+                                    buf.clear();
+                                }
+                            } else {
+                                buf.push(b);
+                            }
+                        }
+                        if buf.len() > 4000 {
+                            emit(&buf);
+                            buf.clear();
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if !buf.is_empty() {
+                            emit(&buf);
+                            buf.clear();
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        if !buf.is_empty() {
+                            emit(&buf);
+                        }
+                        break;
+                    }
+                }
+            }
+        });
+        let log3 = log.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            if !s.is_empty() {
+                log3.lock()
+                    .unwrap()
+                    .push_str(&format!("[qemu stderr] {s}\n"));
+            }
+        });
+        Vm {
+            child,
+            stdin,
+            lines: rx,
+            log,
+            start,
+            name: name.to_string(),
+        }
+    }
+
+    /// Everything the console printed so far, timestamped.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait for a line containing `needle`; returns (time since start, line).
+    /// Panics with the console log on timeout or VM exit.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> (Duration, String) {
+        match self.try_wait_for(needle, timeout) {
+            Ok(v) => v,
+            Err(why) => panic!(
+                "{}: {why} while waiting for {needle:?}\n--- console ---\n{}",
+                self.name,
+                self.log()
+            ),
+        }
+    }
+
+    /// Like [`wait_for`](Self::wait_for), returning the reason instead of panicking.
+    pub fn try_wait_for(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<(Duration, String), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((t, line)) if line.contains(needle) => return Ok((t, line)),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => return Err(format!("timeout after {timeout:?}")),
+                Err(RecvTimeoutError::Disconnected) => return Err("the VM stopped".into()),
+            }
+        }
+    }
+
+    /// Type into the serial console.
+    pub fn send(&mut self, text: &str) {
+        self.stdin.write_all(text.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Wait for QEMU to exit (the guest powered off or rebooted with
+    /// -no-reboot); kill it after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        false
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::env::var_os("WYRCAN_VM_LOG").is_some() {
+            eprintln!("--- {} console ---\n{}", self.name, self.log());
+        }
+    }
+}

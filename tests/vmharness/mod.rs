@@ -12,6 +12,9 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::image::{Entry, Image, Layer};
+use crate::common::registry::Registry;
+
 /// Address of the registry as the guest sees it.
 pub const GUEST_REGISTRY: &str = "10.0.2.100:5000";
 
@@ -349,4 +352,77 @@ impl Drop for Vm {
             eprintln!("--- {} console ---\n{}", self.name, self.log());
         }
     }
+}
+
+/// How long a boot through Wyrcan may take under TCG.
+pub const BOOT: Duration = Duration::from_secs(240);
+
+/// A tiny bootable image: static busybox, the cloud kernel, and an /init
+/// that prints what the test checks, then powers off.
+pub fn bootable(mark: &str) -> Image {
+    let (kernel, release) = test_kernel();
+    let init = format!(
+        "#!/bin/sh\n\
+         export PATH=/bin\n\
+         busybox mkdir -p /proc /sys /dev\n\
+         busybox mount -t proc proc /proc\n\
+         echo \"CONTAINER-MARKER {mark}\"\n\
+         echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
+         echo \"UNAME=$(busybox uname -r)\"\n\
+         echo \"CONTAINER-DONE\"\n\
+         busybox poweroff -f\n"
+    );
+    Image::oci(vec![
+        Layer::new(vec![
+            Entry::dir("bin"),
+            Entry::file(
+                "bin/busybox",
+                std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)"),
+            )
+            .mode(0o755),
+            Entry::symlink("bin/sh", "busybox"),
+        ]),
+        Layer::new(vec![
+            Entry::dir("boot"),
+            Entry::file(
+                &format!("boot/vmlinuz-{release}"),
+                std::fs::read(kernel).unwrap(),
+            )
+            .mode(0o644),
+            Entry::symlink("boot/wyrcan.kernel", &format!("vmlinuz-{release}")),
+            Entry::file("boot/wyrcan.cmdline", "console=ttyS0 panic=-1\n"),
+            Entry::file("init", init).mode(0o755),
+        ]),
+    ])
+}
+
+/// Boot Wyrcan's kernel + initrd directly, networked to `registry`.
+pub fn wyrcan_vm(name: &str, registry: &Registry, cmdline: &str) -> Vm {
+    let port: u16 = registry.addr().rsplit(':').next().unwrap().parse().unwrap();
+    Vm::start(
+        name,
+        &VmConfig {
+            kernel: Some(artifact("wyrcan.kernel")),
+            initrd: Some(artifact("wyrcan.initrd")),
+            append: Some(format!(
+                "console=ttyS0 panic=-1 wyrcan.insecure={GUEST_REGISTRY} {cmdline}"
+            )),
+            net: Net::User {
+                registry: Some(port),
+                model: "virtio-net-pci",
+                tftp: None,
+            },
+            ..VmConfig::default()
+        },
+    )
+}
+
+/// Boot through Wyrcan and return the lines the container printed.
+pub fn boot_container(vm: &mut Vm, mark: &str) -> (String, String) {
+    vm.wait_for("Wyrcan", BOOT);
+    vm.wait_for(&format!("CONTAINER-MARKER {mark}"), BOOT);
+    let (_, cmdline) = vm.wait_for("CMDLINE=", Duration::from_secs(30));
+    let (_, uname) = vm.wait_for("UNAME=", Duration::from_secs(30));
+    vm.wait_for("CONTAINER-DONE", Duration::from_secs(30));
+    (cmdline, uname)
 }

@@ -43,6 +43,9 @@ pub enum Cmd {
     Kexec(KexecArgs),
     /// Run the boot environment's PID 1 flow (automatic when run as /init).
     Boot,
+    /// Show, write or clear the configuration stored in EFI NVRAM, which
+    /// the boot environment uses when its cmdline names no image.
+    Efi(crate::efi::EfiArgs),
 }
 
 /// `wyrcan kexec`.
@@ -160,6 +163,7 @@ pub fn run(opt: Opt) -> Result<()> {
         Cmd::Unpack(a) => unpack_cmd(a, &progress),
         Cmd::Kexec(a) => kexec_cmd(a, &progress),
         Cmd::Boot => crate::init::main(),
+        Cmd::Efi(a) => crate::efi::run(a),
     }
 }
 
@@ -289,7 +293,7 @@ fn unpack_cmd(a: UnpackArgs, progress: &Progress) -> Result<()> {
     };
     let mut pulled = pull(&a.image, &a.pull, progress)?;
     let image = pulled.resolved.reference.to_string();
-    let tree = morph::flatten(&pulled.layers, &image)?;
+    let tree = morph::flatten(&mut pulled.layers, &image)?;
     let plan = tree.plan(None, None);
     // Unpack beside the target and rename at the end, so a failure leaves
     // no half-written tree behind.
@@ -298,18 +302,8 @@ fn unpack_cmd(a: UnpackArgs, progress: &Progress) -> Result<()> {
         .tempdir_in(&parent)
         .with_context(|| format!("creating a directory in {}", parent.display()))?;
     let mut sink = crate::dirsink::DirSink::new(staging.path());
-    let mut side = morph::SideOutputs {
-        kernel: None,
-        captured: Vec::new(),
-    };
-    morph::emit(
-        &tree,
-        &plan,
-        &mut pulled.layers,
-        &mut sink,
-        &mut side,
-        &image,
-    )?;
+    let side = morph::SideOutputs::new(None);
+    morph::emit(&tree, &plan, &mut pulled.layers, &mut sink, &side, &image)?;
     sink.finish()
         .with_context(|| format!("setting directory metadata in {}", staging.path().display()))?;
     if existed {

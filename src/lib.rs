@@ -8,6 +8,7 @@ pub mod cli;
 pub mod coldplug;
 pub mod console;
 pub mod dirsink;
+pub mod efi;
 pub mod image;
 pub mod init;
 pub mod morph;

@@ -12,15 +12,17 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::thread;
 
 use anyhow::{anyhow, bail, Context, Result};
 use wyrcan_core::cpio;
 use wyrcan_core::kernel::{self, Found, InitArg};
-use wyrcan_core::tree::{self, Plan, Role, Sink, Tree};
+use wyrcan_core::tree::{self, FileJob, Plan, Role, Sink, Tree};
 
 use crate::image::{decoder, LocalLayer};
-use crate::pipe::{pipe, PipeWriter};
+use crate::pipe::pipe;
 
 /// Compression of the initrd. Every one of these the Debian kernel unpacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -34,18 +36,21 @@ pub enum OutputCompression {
     None,
 }
 
-/// The layers applied in order: the final tree, headers only.
-pub fn flatten(layers: &[LocalLayer], image: &str) -> Result<Tree> {
+/// The layers applied in order: the final tree, headers only. Each
+/// layer's header list is freed once applied: the tree holds what is left.
+pub fn flatten(layers: &mut [LocalLayer], image: &str) -> Result<Tree> {
     let mut tree = Tree::new();
-    for (i, l) in layers.iter().enumerate() {
+    let n = layers.len();
+    for (i, l) in layers.iter_mut().enumerate() {
         tree.apply_layer(i as u32, &l.entries).with_context(|| {
             format!(
                 "applying layer {}/{} {} of {image}",
                 i + 1,
-                layers.len(),
+                n,
                 l.desc.digest
             )
         })?;
+        l.entries = Vec::new();
     }
     Ok(tree)
 }
@@ -103,21 +108,110 @@ impl<R: Read + ?Sized, W: Write + ?Sized> Read for Tee<'_, R, W> {
     }
 }
 
-/// Where the second pass sends the files that are not plain.
+/// Where the second pass sends the files that are not plain; shared by
+/// the threads that stream layers in parallel.
 pub struct SideOutputs<'a> {
     /// The kernel's bytes.
-    pub kernel: Option<&'a mut dyn Write>,
+    pub kernel: Option<Mutex<&'a mut File>>,
     /// The captured small file (the image's cmdline).
-    pub captured: Vec<u8>,
+    pub captured: Mutex<Vec<u8>>,
 }
 
-/// Emit the tree into `sink`: skeleton first, then each layer's files.
+impl<'a> SideOutputs<'a> {
+    /// Kernel bytes go to `kernel`, if given.
+    pub fn new(kernel: Option<&'a mut File>) -> Self {
+        SideOutputs {
+            kernel: kernel.map(Mutex::new),
+            captured: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Send one planned file where its role says.
+fn deliver(
+    job: &FileJob,
+    data: &mut dyn Read,
+    sink: &mut dyn Sink,
+    side: &SideOutputs<'_>,
+) -> io::Result<()> {
+    match job.role {
+        Role::Normal => sink.file(&job.paths, &job.meta, job.size, data),
+        Role::Kernel => match &side.kernel {
+            Some(k) => {
+                let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
+                if job.paths.is_empty() {
+                    io::copy(&mut data.take(job.size), &mut **k).map(|_| ())
+                } else {
+                    let mut tee = Tee {
+                        inner: data,
+                        copy: &mut **k,
+                    };
+                    sink.file(&job.paths, &job.meta, job.size, &mut tee)
+                }
+            }
+            None => sink.file(&job.paths, &job.meta, job.size, data),
+        },
+        Role::Capture => {
+            let mut buf = Vec::new();
+            let mut tee = Tee {
+                inner: data,
+                copy: &mut buf,
+            };
+            sink.file(&job.paths, &job.meta, job.size, &mut tee)?;
+            *side.captured.lock().unwrap_or_else(|e| e.into_inner()) = buf;
+            Ok(())
+        }
+    }
+}
+
+/// Stream one layer's planned files to `f`: a helper thread inflates the
+/// verified blob into a bounded pipe, this thread parses the tar.
+fn stream_layer(
+    layer: &mut LocalLayer,
+    jobs: &[FileJob],
+    what: &str,
+    f: impl FnMut(&FileJob, &mut dyn Read) -> io::Result<()>,
+) -> Result<()> {
+    layer.file.rewind()?;
+    let compression = layer.compression;
+    let file = &mut layer.file;
+    thread::scope(|s| -> Result<()> {
+        let (mut pw, pr) = pipe();
+        let inflater = s.spawn(move || -> io::Result<()> {
+            let mut dec = decoder(compression, file)?;
+            match io::copy(&mut dec, &mut pw) {
+                Ok(_) => Ok(()),
+                // The reader stops early once the layer's last planned
+                // file is done: not an error.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => {
+                    pw.fail(format!("decompressing: {e}"));
+                    Err(e)
+                }
+            }
+        });
+        let res = tree::for_each_file(pr, jobs, f);
+        let inflated = inflater
+            .join()
+            .map_err(|_| anyhow!("the decompression thread of {what} panicked"))?;
+        res.with_context(|| format!("unpacking {what}"))?;
+        inflated.with_context(|| format!("decompressing {what}"))?;
+        Ok(())
+    })
+}
+
+fn layer_name(i: usize, n: usize, layer: &LocalLayer, image: &str) -> String {
+    format!("layer {}/{n} {} of {image}", i + 1, layer.desc.digest)
+}
+
+/// Emit the tree into `sink` in order: skeleton first, then each layer's
+/// files (used by `unpack`; the initrd goes through [`write_initrd`]).
 pub fn emit(
     tree: &Tree,
     plan: &Plan,
     layers: &mut [LocalLayer],
     sink: &mut dyn Sink,
-    side: &mut SideOutputs<'_>,
+    side: &SideOutputs<'_>,
     image: &str,
 ) -> Result<()> {
     tree.emit_skeleton(sink)
@@ -128,63 +222,9 @@ pub fn emit(
         if jobs.is_empty() {
             continue;
         }
-        let what = format!("layer {}/{n} {} of {image}", i + 1, layer.desc.digest);
-        layer.file.rewind()?;
-        let compression = layer.compression;
-        let file = &mut layer.file;
-        thread::scope(|s| -> Result<()> {
-            let (mut pw, pr) = pipe();
-            let inflater = s.spawn(move || -> io::Result<()> {
-                let mut dec = decoder(compression, file)?;
-                match io::copy(&mut dec, &mut pw) {
-                    Ok(_) => Ok(()),
-                    // The reader stops early once the layer's last planned
-                    // file is done: not an error.
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-                    Err(e) => {
-                        pw.fail(format!("decompressing: {e}"));
-                        Err(e)
-                    }
-                }
-            });
-            let res = tree::for_each_file(pr, jobs, |job, data| match job.role {
-                Role::Normal => sink.file(&job.paths, &job.meta, job.size, data),
-                Role::Kernel => match side.kernel.as_deref_mut() {
-                    Some(k) if job.paths.is_empty() => {
-                        io::copy(&mut data.take(job.size), k).map(|_| ())
-                    }
-                    Some(k) => sink.file(
-                        &job.paths,
-                        &job.meta,
-                        job.size,
-                        &mut Tee {
-                            inner: data,
-                            copy: k,
-                        },
-                    ),
-                    None => sink.file(&job.paths, &job.meta, job.size, data),
-                },
-                Role::Capture => {
-                    let mut buf = Vec::new();
-                    sink.file(
-                        &job.paths,
-                        &job.meta,
-                        job.size,
-                        &mut Tee {
-                            inner: data,
-                            copy: &mut buf,
-                        },
-                    )?;
-                    side.captured = buf;
-                    Ok(())
-                }
-            });
-            let inflated = inflater
-                .join()
-                .map_err(|_| anyhow!("the decompression thread of {what} panicked"))?;
-            res.with_context(|| format!("unpacking {what}"))?;
-            inflated.with_context(|| format!("decompressing {what}"))?;
-            Ok(())
+        let what = layer_name(i, n, layer, image);
+        stream_layer(layer, jobs, &what, |job, data| {
+            deliver(job, data, sink, side)
         })?;
     }
     Ok(())
@@ -251,50 +291,108 @@ impl Default for Staged {
     }
 }
 
-enum Encoder {
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
-    None(BufWriter<File>),
+/// Compressed frames of the initrd, appended by several threads. Every
+/// frame holds whole cpio entries, so frames from different layers can
+/// follow each other in any order: the kernel reads concatenated
+/// compressed pieces as one archive (Documentation/driver-api/
+/// early-userspace/buffer-format.rst), and so do `zstd -d`/`gzip -d`.
+struct Frames {
+    out: Mutex<BufWriter<File>>,
+    kind: OutputCompression,
 }
 
-impl Encoder {
-    fn new(kind: OutputCompression, out: File) -> io::Result<Self> {
-        let out = BufWriter::with_capacity(1 << 20, out);
+/// A frame being filled by one thread; cut at entry boundaries once it
+/// holds [`FRAME_BYTES`] of compressed data.
+struct FrameWriter<'a> {
+    frames: &'a Frames,
+    enc: Option<FrameEncoder>,
+}
+
+/// Compressed bytes per frame before it is cut: large enough for the
+/// compression ratio, small enough to bound each thread's memory.
+const FRAME_BYTES: usize = 1 << 20;
+
+enum FrameEncoder {
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    None(Vec<u8>),
+}
+
+impl FrameEncoder {
+    fn new(kind: OutputCompression) -> io::Result<Self> {
         Ok(match kind {
             OutputCompression::Zstd => {
-                let mut e = zstd::stream::write::Encoder::new(out, 3)?;
-                let cores = thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-                e.multithread(cores)?;
-                Encoder::Zstd(e)
+                FrameEncoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?)
             }
-            OutputCompression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                out,
+            OutputCompression::Gzip => FrameEncoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
                 flate2::Compression::new(6),
             )),
-            OutputCompression::None => Encoder::None(out),
+            OutputCompression::None => FrameEncoder::None(Vec::new()),
         })
     }
 
-    fn writer(&mut self) -> &mut dyn Write {
+    fn pending(&self) -> usize {
         match self {
-            Encoder::Zstd(e) => e,
-            Encoder::Gzip(e) => e,
-            Encoder::None(e) => e,
+            FrameEncoder::Zstd(e) => e.get_ref().len(),
+            FrameEncoder::Gzip(e) => e.get_ref().len(),
+            FrameEncoder::None(v) => v.len(),
         }
     }
 
-    fn finish(self) -> io::Result<()> {
-        let mut out = match self {
-            Encoder::Zstd(e) => e.finish()?,
-            Encoder::Gzip(e) => e.finish()?,
-            Encoder::None(e) => e,
-        };
-        out.flush()
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            FrameEncoder::Zstd(e) => e.finish(),
+            FrameEncoder::Gzip(e) => e.finish(),
+            FrameEncoder::None(v) => Ok(v),
+        }
     }
 }
 
-/// Write a compressed cpio of the tree into `out`, the kernel into
-/// `kernel_out`; returns the image's own cmdline bytes if it has one and
+impl Write for FrameWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.enc.is_none() {
+            self.enc = Some(FrameEncoder::new(self.frames.kind)?);
+        }
+        match self.enc.as_mut() {
+            Some(FrameEncoder::Zstd(e)) => e.write(buf),
+            Some(FrameEncoder::Gzip(e)) => e.write(buf),
+            Some(FrameEncoder::None(v)) => v.write(buf),
+            None => Ok(0),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl FrameWriter<'_> {
+    /// Between two cpio entries: cut the frame if it is big enough (or
+    /// `force`) and append it to the output.
+    fn boundary(&mut self, force: bool) -> io::Result<()> {
+        let full = self
+            .enc
+            .as_ref()
+            .is_some_and(|e| force || e.pending() >= FRAME_BYTES);
+        if !full {
+            return Ok(());
+        }
+        if let Some(enc) = self.enc.take() {
+            let bytes = enc.finish()?;
+            self.frames
+                .out
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_all(&bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Write the initrd: the skeleton, then the layers' files with several
+/// layers streamed at once (each by one thread, plus its inflater), then
+/// the trailer. Returns the image's own cmdline bytes if it has one and
 /// the uncompressed cpio size.
 pub fn write_initrd(
     tree: &Tree,
@@ -302,45 +400,109 @@ pub fn write_initrd(
     layers: &mut [LocalLayer],
     out: File,
     compression: OutputCompression,
-    kernel_out: &mut dyn Write,
+    kernel_out: &mut File,
     image: &str,
 ) -> Result<(Vec<u8>, u64)> {
-    let (pw, mut pr) = pipe();
-    let compressor = thread::spawn(move || -> io::Result<()> {
-        let mut enc = Encoder::new(compression, out)?;
-        io::copy(&mut pr, enc.writer())?;
-        enc.finish()
-    });
-    let mut side = SideOutputs {
-        kernel: Some(kernel_out),
-        captured: Vec::new(),
+    let frames = Frames {
+        out: Mutex::new(BufWriter::with_capacity(1 << 20, out)),
+        kind: compression,
     };
-    let mut w = cpio::Writer::new(pw);
-    let emitted = emit(tree, plan, layers, &mut w, &mut side, image);
-    let finished: Result<(PipeWriter, u64)> = emitted.and_then(|()| {
-        let size = w.written();
-        Ok((w.finish().context("finishing the cpio archive")?, size))
-    });
-    let compressed = |c: thread::JoinHandle<io::Result<()>>| -> Result<()> {
-        c.join()
-            .map_err(|_| anyhow!("the compression thread panicked"))?
-            .context("compressing the initrd")
-    };
-    match finished {
-        Ok((pw, size)) => {
-            drop(pw);
-            compressed(compressor)?;
-            Ok((side.captured, size))
-        }
-        Err(e) => {
-            // A failed compressor shows up here as a closed pipe; its own
-            // error says more (disk full, ...).
-            if let Err(ce) = compressed(compressor) {
-                return Err(ce.context(format!("{e:#}")));
-            }
-            Err(e)
-        }
+    let side = SideOutputs::new(Some(kernel_out));
+    let n = layers.len();
+    if n >= 1000 {
+        bail!("{image} has {n} layers; at most 999 are supported");
     }
+    let mut w = cpio::Writer::with_first_ino(
+        FrameWriter {
+            frames: &frames,
+            enc: None,
+        },
+        1,
+    );
+    tree.emit_skeleton(&mut w)
+        .with_context(|| format!("writing the directories of {image}"))?;
+    let mut total = w.written();
+    w.get_mut().boundary(true)?;
+
+    // Biggest layers first, so the last one to finish is a small one.
+    let mut work: Vec<(usize, &mut LocalLayer)> = layers
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| !plan.layer(*i as u32).is_empty())
+        .collect();
+    work.sort_by_key(|(_, l)| std::cmp::Reverse(l.desc.size));
+    let queue = Mutex::new(work);
+    let failed = AtomicBool::new(false);
+    let workers = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let results: Vec<Result<u64>> = thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| -> Result<u64> {
+                    let mut written = 0;
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                        let Some((i, layer)) = next else { break };
+                        if failed.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let what = layer_name(i, n, layer, image);
+                        // Disjoint inode numbers per layer (see cpio::Writer::with_first_ino).
+                        let first_ino = ((i as u32) + 1) << 22;
+                        let mut w = cpio::Writer::with_first_ino(
+                            FrameWriter {
+                                frames: &frames,
+                                enc: None,
+                            },
+                            first_ino,
+                        );
+                        let res = stream_layer(layer, plan.layer(i as u32), &what, |job, data| {
+                            if failed.load(Ordering::Relaxed) {
+                                return Err(io::Error::other("stopped: another layer failed"));
+                            }
+                            deliver(job, data, &mut w, &side)?;
+                            w.get_mut().boundary(false)
+                        });
+                        written += w.written();
+                        let mut fw = w.into_inner();
+                        let res = res.and_then(|()| {
+                            fw.boundary(true).with_context(|| format!("writing {what}"))
+                        });
+                        if let Err(e) = res {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                    Ok(written)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a layer thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        total += r?;
+    }
+    let trailer = cpio::Writer::new(FrameWriter {
+        frames: &frames,
+        enc: None,
+    });
+    let mut fw = trailer.finish().context("finishing the cpio archive")?;
+    fw.boundary(true).context("finishing the cpio archive")?;
+    total += cpio::TRAILER_LEN;
+    let mut out = frames.out.into_inner().unwrap_or_else(|e| e.into_inner());
+    out.flush().context("writing the initrd")?;
+    let captured = side
+        .captured
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    Ok((captured, total))
 }
 
 /// Reject an unpack target that has anything in it.

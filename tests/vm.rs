@@ -113,3 +113,63 @@ fn no_image_shows_help_and_waits_for_enter() {
     );
     assert!(!vm.log().contains("Kernel panic"), "{}", vm.log());
 }
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn host_morphed_initrd_boots_directly_in_many_frames() {
+    // The initrd is written as many independently compressed frames (one
+    // layer per thread); the kernel must read them as one archive. Random
+    // data makes every frame hit the size limit.
+    let registry = Registry::start();
+    let mut image = bootable("direct");
+    image.layers.push(common::image::Layer::new(vec![
+        common::image::Entry::dir("data"),
+        common::image::Entry::file("data/noise", common::image::noise(5 << 20, 7)),
+        common::image::Entry::file("data/last", "written last\n"),
+    ]));
+    push(&registry, "e2e/direct", "v1", &image);
+    let dir = tempfile::tempdir().unwrap();
+    let (k, i, c) = (
+        dir.path().join("k"),
+        dir.path().join("i"),
+        dir.path().join("c"),
+    );
+    for compression in ["zstd", "gzip"] {
+        let out = common::wyrcan(&[
+            "morph",
+            &format!("{}/e2e/direct:v1", registry.addr()),
+            "--kernel",
+            k.to_str().unwrap(),
+            "--initrd",
+            i.to_str().unwrap(),
+            "--cmdline",
+            c.to_str().unwrap(),
+            "--compression",
+            compression,
+            "--insecure",
+            &registry.addr(),
+        ]);
+        common::assert_success(&out, "morph");
+        let cmdline = std::fs::read_to_string(&c).unwrap();
+        let mut vm = vmharness::Vm::start(
+            "direct",
+            &vmharness::VmConfig {
+                kernel: Some(k.clone()),
+                initrd: Some(i.clone()),
+                append: Some(cmdline.trim().to_string()),
+                ..vmharness::VmConfig::default()
+            },
+        );
+        vm.wait_for("CONTAINER-MARKER direct", BOOT);
+        vm.wait_for(
+            &format!("LAST=written last SIZE={}", 5 << 20),
+            Duration::from_secs(30),
+        );
+        assert!(
+            !vm.log().contains("Initramfs unpacking failed"),
+            "{compression}: {}",
+            vm.log()
+        );
+        vm.wait_for("CONTAINER-DONE", Duration::from_secs(30));
+    }
+}

@@ -369,6 +369,7 @@ pub fn bootable(mark: &str) -> Image {
          echo \"CONTAINER-MARKER {mark}\"\n\
          echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
          echo \"UNAME=$(busybox uname -r)\"\n\
+         [ -e /data/last ] && echo \"LAST=$(busybox cat /data/last) SIZE=$(busybox stat -c %s /data/noise)\"\n\
          echo \"CONTAINER-DONE\"\n\
          busybox poweroff -f\n"
     );

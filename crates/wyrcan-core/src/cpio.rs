@@ -16,6 +16,8 @@ use crate::tree::{Meta, Sink, Special};
 
 const MAGIC: &[u8; 6] = b"070701";
 const TRAILER: &[u8] = b"TRAILER!!!";
+/// Bytes of the trailer entry: header, name with NUL, padding.
+pub const TRAILER_LEN: u64 = 124;
 
 const S_IFIFO: u32 = 0o010000;
 const S_IFCHR: u32 = 0o020000;
@@ -70,9 +72,33 @@ impl<W: Write> Writer<W> {
         }
     }
 
+    /// Start an archive whose inode numbers begin at `first_ino`: pieces
+    /// written in parallel and concatenated need disjoint numbers, or the
+    /// kernel would link unrelated files of two pieces.
+    pub fn with_first_ino(out: W, first_ino: u32) -> Self {
+        Writer {
+            out,
+            next_ino: first_ino.max(1),
+            written: 0,
+        }
+    }
+
     /// Bytes written so far (uncompressed).
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// The underlying writer, e.g. to cut a compressed frame between
+    /// entries (every entry ends 4-byte aligned).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Hand back the underlying writer without a trailer: a piece of an
+    /// archive whose trailer another piece writes. The kernel reads
+    /// concatenated pieces as one archive.
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     fn put(&mut self, data: &[u8]) -> io::Result<()> {
@@ -322,7 +348,9 @@ mod tests {
         let paths = vec![b"etc/a".to_vec(), b"etc/b".to_vec()];
         w.file(&paths, &meta(0o4755), 5, &mut &b"hello"[..])
             .unwrap();
+        let before = w.written();
         let out = w.finish().unwrap();
+        assert_eq!(out.len() as u64 - before, TRAILER_LEN);
         assert_eq!(out.len() % 4, 0);
         let e = read(&out).unwrap();
         assert_eq!(e.len(), 7);

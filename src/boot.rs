@@ -9,7 +9,7 @@ use std::fs::File;
 use anyhow::{bail, Context, Result};
 use rustix::fs::MemfdFlags;
 
-use crate::cli::{pull, PullArgs};
+use crate::cli::{pull_checked, PullArgs};
 use crate::morph::{self, OutputCompression};
 use crate::progress::{human, Progress};
 use crate::sys::Sys;
@@ -102,18 +102,24 @@ pub fn prepare(
     progress: &Progress,
 ) -> Result<Prepared> {
     let (total, available) = meminfo()?;
-    let mut pulled = pull(image, args, progress)?;
+    // The compressed layers sit in scratch space (RAM in the boot
+    // environment) while the initrd, about as large, is written: refuse
+    // before downloading rather than run out of memory halfway.
+    let mut pulled = pull_checked(image, args, progress, |r| {
+        let compressed: u64 = r.manifest.layers.iter().map(|l| l.size).sum();
+        let need = 2 * compressed + 32 * MIB;
+        if available > 0 && need > available {
+            bail!(
+                "{} needs about {} of free memory to be converted, {} is available: give the machine more memory",
+                r.reference,
+                human(need),
+                human(available)
+            );
+        }
+        Ok(())
+    })?;
     let compressed: u64 = pulled.resolved.manifest.layers.iter().map(|l| l.size).sum();
     let reference = pulled.resolved.reference.to_string();
-    // The compressed layers sit in scratch space (RAM in the boot
-    // environment) while the initrd, about as large, is written.
-    if 2 * compressed + 32 * MIB > available && available > 0 {
-        bail!(
-            "{reference} needs about {} of free memory to be converted, {} is available: give the machine more memory",
-            human(2 * compressed + 32 * MIB),
-            human(available)
-        );
-    }
     let mut kernel = memfd("kernel")?;
     let initrd = memfd("initrd")?;
     let initrd_out = initrd.try_clone()?;

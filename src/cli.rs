@@ -180,6 +180,17 @@ pub struct Pulled {
 
 /// Resolve, download, verify and index.
 pub fn pull(image: &str, args: &PullArgs, progress: &Progress) -> Result<Pulled> {
+    pull_checked(image, args, progress, |_| Ok(()))
+}
+
+/// [`pull`], with `check` run on the resolved manifest before any layer
+/// is downloaded (the boot environment compares sizes with its RAM there).
+pub fn pull_checked(
+    image: &str,
+    args: &PullArgs,
+    progress: &Progress,
+    check: impl FnOnce(&Resolved) -> Result<()>,
+) -> Result<Pulled> {
     let reference: Reference = image
         .parse()
         .map_err(|e| anyhow!("{e}"))
@@ -189,6 +200,7 @@ pub fn pull(image: &str, args: &PullArgs, progress: &Progress) -> Result<Pulled>
     let client = Client::new(&reference, &opts.client)?;
     let resolved = image::resolve(&client, &reference, &platform)?;
     image::check_config(&client, &resolved, &platform)?;
+    check(&resolved)?;
     let total: u64 = resolved.manifest.layers.iter().map(|l| l.size).sum();
     tracing::info!(
         "{reference}: manifest {}, {} layers, {} to download",

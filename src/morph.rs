@@ -13,7 +13,7 @@ use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -301,64 +301,36 @@ struct Frames {
     kind: OutputCompression,
 }
 
-/// A frame being filled by one thread; cut at entry boundaries once it
-/// holds [`FRAME_BYTES`] of compressed data.
+/// A frame being filled by one thread, cut between cpio entries: the
+/// kernel restarts its offset bookkeeping at every compressed member, so a
+/// member must never end inside an entry. Up to [`FRAME_BYTES`] of
+/// compressed output is kept in memory; past that (a big file), the thread
+/// takes the output for itself and streams the rest of the entry into it,
+/// so memory stays bounded whatever the file sizes.
 struct FrameWriter<'a> {
     frames: &'a Frames,
-    enc: Option<FrameEncoder>,
+    enc: Option<FrameEncoder<'a>>,
 }
 
-/// Compressed bytes per frame before it is cut: large enough for the
-/// compression ratio, small enough to bound each thread's memory.
+/// Compressed bytes kept in memory per frame before a thread streams
+/// directly into the output.
 const FRAME_BYTES: usize = 1 << 20;
 
-enum FrameEncoder {
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    None(Vec<u8>),
+/// Where an encoder's output goes: memory, or straight into the output
+/// while this thread holds it.
+struct FrameSink<'a> {
+    buf: Vec<u8>,
+    direct: Option<MutexGuard<'a, BufWriter<File>>>,
 }
 
-impl FrameEncoder {
-    fn new(kind: OutputCompression) -> io::Result<Self> {
-        Ok(match kind {
-            OutputCompression::Zstd => {
-                FrameEncoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?)
+impl Write for FrameSink<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &mut self.direct {
+            Some(out) => out.write(data),
+            None => {
+                self.buf.extend_from_slice(data);
+                Ok(data.len())
             }
-            OutputCompression::Gzip => FrameEncoder::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::new(6),
-            )),
-            OutputCompression::None => FrameEncoder::None(Vec::new()),
-        })
-    }
-
-    fn pending(&self) -> usize {
-        match self {
-            FrameEncoder::Zstd(e) => e.get_ref().len(),
-            FrameEncoder::Gzip(e) => e.get_ref().len(),
-            FrameEncoder::None(v) => v.len(),
-        }
-    }
-
-    fn finish(self) -> io::Result<Vec<u8>> {
-        match self {
-            FrameEncoder::Zstd(e) => e.finish(),
-            FrameEncoder::Gzip(e) => e.finish(),
-            FrameEncoder::None(v) => Ok(v),
-        }
-    }
-}
-
-impl Write for FrameWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.enc.is_none() {
-            self.enc = Some(FrameEncoder::new(self.frames.kind)?);
-        }
-        match self.enc.as_mut() {
-            Some(FrameEncoder::Zstd(e)) => e.write(buf),
-            Some(FrameEncoder::Gzip(e)) => e.write(buf),
-            Some(FrameEncoder::None(v)) => v.write(buf),
-            None => Ok(0),
         }
     }
 
@@ -367,24 +339,101 @@ impl Write for FrameWriter<'_> {
     }
 }
 
+enum FrameEncoder<'a> {
+    Zstd(zstd::stream::write::Encoder<'static, FrameSink<'a>>),
+    Gzip(flate2::write::GzEncoder<FrameSink<'a>>),
+    None(FrameSink<'a>),
+}
+
+impl<'a> FrameEncoder<'a> {
+    fn new(kind: OutputCompression) -> io::Result<Self> {
+        let sink = FrameSink {
+            buf: Vec::new(),
+            direct: None,
+        };
+        Ok(match kind {
+            OutputCompression::Zstd => {
+                FrameEncoder::Zstd(zstd::stream::write::Encoder::new(sink, 3)?)
+            }
+            OutputCompression::Gzip => FrameEncoder::Gzip(flate2::write::GzEncoder::new(
+                sink,
+                flate2::Compression::new(6),
+            )),
+            OutputCompression::None => FrameEncoder::None(sink),
+        })
+    }
+
+    fn sink(&mut self) -> &mut FrameSink<'a> {
+        match self {
+            FrameEncoder::Zstd(e) => e.get_mut(),
+            FrameEncoder::Gzip(e) => e.get_mut(),
+            FrameEncoder::None(s) => s,
+        }
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            FrameEncoder::Zstd(e) => e,
+            FrameEncoder::Gzip(e) => e,
+            FrameEncoder::None(s) => s,
+        }
+    }
+
+    fn finish(self) -> io::Result<FrameSink<'a>> {
+        match self {
+            FrameEncoder::Zstd(e) => e.finish(),
+            FrameEncoder::Gzip(e) => e.finish(),
+            FrameEncoder::None(s) => Ok(s),
+        }
+    }
+}
+
+impl Write for FrameWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.enc.is_none() {
+            self.enc = Some(FrameEncoder::new(self.frames.kind)?);
+        }
+        let Some(enc) = self.enc.as_mut() else {
+            return Ok(0);
+        };
+        let n = enc.writer().write(data)?;
+        let sink = enc.sink();
+        if sink.direct.is_none() && sink.buf.len() >= FRAME_BYTES {
+            let mut out = self.frames.out.lock().unwrap_or_else(|e| e.into_inner());
+            out.write_all(&sink.buf)?;
+            sink.buf = Vec::new();
+            sink.direct = Some(out);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl FrameWriter<'_> {
-    /// Between two cpio entries: cut the frame if it is big enough (or
-    /// `force`) and append it to the output.
+    /// Between two cpio entries: end the frame if it is big enough, is
+    /// streaming into the output, or `force` says so.
     fn boundary(&mut self, force: bool) -> io::Result<()> {
-        let full = self
-            .enc
-            .as_ref()
-            .is_some_and(|e| force || e.pending() >= FRAME_BYTES);
-        if !full {
+        let end = self.enc.as_mut().is_some_and(|e| {
+            let sink = e.sink();
+            force || sink.direct.is_some() || sink.buf.len() >= FRAME_BYTES
+        });
+        if !end {
             return Ok(());
         }
         if let Some(enc) = self.enc.take() {
-            let bytes = enc.finish()?;
-            self.frames
-                .out
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write_all(&bytes)?;
+            let mut sink = enc.finish()?;
+            match sink.direct.as_mut() {
+                Some(out) => out.write_all(&sink.buf)?,
+                None => self
+                    .frames
+                    .out
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write_all(&sink.buf)?,
+            }
         }
         Ok(())
     }
@@ -423,6 +472,7 @@ pub fn write_initrd(
         .with_context(|| format!("writing the directories of {image}"))?;
     let mut total = w.written();
     w.get_mut().boundary(true)?;
+    drop(w);
 
     // Biggest layers first, so the last one to finish is a small one.
     let mut work: Vec<(usize, &mut LocalLayer)> = layers
@@ -496,6 +546,7 @@ pub fn write_initrd(
     let mut fw = trailer.finish().context("finishing the cpio archive")?;
     fw.boundary(true).context("finishing the cpio archive")?;
     total += cpio::TRAILER_LEN;
+    drop(fw);
     let mut out = frames.out.into_inner().unwrap_or_else(|e| e.into_inner());
     out.flush().context("writing the initrd")?;
     let captured = side

@@ -173,3 +173,75 @@ fn host_morphed_initrd_boots_directly_in_many_frames() {
         vm.wait_for("CONTAINER-DONE", Duration::from_secs(30));
     }
 }
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv and debootstrap; run by scripts/test"]
+fn debian_with_systemd_boots_and_runs_a_unit() {
+    let registry = Registry::start();
+    let reference = format!("{}/e2e/debian:v1", registry.addr());
+    let status = std::process::Command::new(vmharness::repo().join("scripts/build-debian-image"))
+        .args([&reference, "--insecure"])
+        .status()
+        .expect("running scripts/build-debian-image");
+    assert!(status.success(), "scripts/build-debian-image failed");
+    let mut vm = wyrcan_vm(
+        "debian",
+        &registry,
+        &format!("wyrcan.img={GUEST_REGISTRY}/e2e/debian:v1"),
+    );
+    vm.wait_for("Wyrcan", BOOT);
+    let (_, line) = vm.wait_for("WYRCAN-SYSTEMD-MARKER", Duration::from_secs(900));
+    let (_, release) = test_kernel();
+    assert!(
+        line.contains(&release),
+        "systemd runs under another kernel: {line}"
+    );
+    assert!(vm.log().contains("systemd"), "{}", vm.log());
+    assert!(
+        vm.wait_exit(Duration::from_secs(180)),
+        "the Debian container did not power off"
+    );
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn image_too_big_for_ram_is_refused_before_download() {
+    let registry = Registry::start();
+    let mut image = bootable("big");
+    image
+        .layers
+        .push(common::image::Layer::new(vec![common::image::Entry::file(
+            "big",
+            common::image::noise(200 << 20, 3),
+        )]));
+    push(&registry, "e2e/big", "v1", &image);
+    let port: u16 = registry.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let mut vm = vmharness::Vm::start(
+        "too-big",
+        &vmharness::VmConfig {
+            kernel: Some(artifact("wyrcan.kernel")),
+            initrd: Some(artifact("wyrcan.initrd")),
+            append: Some(format!(
+                "console=ttyS0 panic=-1 wyrcan.insecure={GUEST_REGISTRY} wyrcan.img={GUEST_REGISTRY}/e2e/big:v1"
+            )),
+            mem_mb: 320,
+            net: vmharness::Net::User {
+                registry: Some(port),
+                model: "virtio-net-pci",
+                tftp: None,
+            },
+            ..vmharness::VmConfig::default()
+        },
+    );
+    let (_, line) = vm.wait_for("boot failed", BOOT);
+    assert!(
+        line.contains("free memory") && line.contains("more memory"),
+        "{line}"
+    );
+    assert!(
+        !vm.log().contains("layer 3/3"),
+        "it downloaded before refusing: {}",
+        vm.log()
+    );
+    assert!(!vm.log().contains("Kernel panic"), "{}", vm.log());
+}

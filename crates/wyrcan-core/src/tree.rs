@@ -21,8 +21,10 @@
 //! intermediate components are followed inside the tree, so no entry can
 //! land outside it.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read};
+use std::rc::Rc;
 
 /// The parts of an inode that survive flattening, besides its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -855,13 +857,48 @@ fn header_meta(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Meta> {
     Ok(meta)
 }
 
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
 /// First pass over one (decompressed) layer: read every header, skip the
 /// contents.
 pub fn index_layer<R: Read>(tar: R) -> Result<Vec<LayerEntry>, TreeError> {
-    let mut archive = tar::Archive::new(tar);
+    let consumed = Rc::new(Cell::new(0u64));
+    let mut archive = tar::Archive::new(Counting {
+        inner: tar,
+        count: consumed.clone(),
+    });
     let mut out = Vec::new();
+    // Where the last entry's data ends in the stream.
+    let mut data_end = 0u64;
     for (i, entry) in archive.entries().map_err(TreeError::Tar)?.enumerate() {
-        let mut entry = entry.map_err(TreeError::Tar)?;
+        let mut entry = match entry {
+            Ok(e) => e,
+            // Some writers (umoci 0.4's `insert`, seen in our tests) stop
+            // right after the last file's bytes: no padding, no end-of-
+            // archive blocks. Nothing is missing then, so accept it; a
+            // stream cut inside a file's data is still an error.
+            Err(e)
+                if (e.kind() == io::ErrorKind::UnexpectedEof
+                    || e.to_string().contains("unexpected EOF"))
+                    && consumed.get() >= data_end =>
+            {
+                break;
+            }
+            Err(e) => return Err(TreeError::Tar(e)),
+        };
+        data_end = entry.raw_file_position() + entry.size();
         let path = entry.path_bytes().into_owned();
         let meta = header_meta(&mut entry).map_err(TreeError::Tar)?;
         let link = || {

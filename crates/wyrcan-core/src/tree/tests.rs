@@ -336,3 +336,16 @@ fn plan_leaves_the_kernel_out_and_marks_it() {
     assert!(plan.jobs()[0].paths.is_empty());
     assert_eq!(tree.stats().bytes, 6);
 }
+
+#[test]
+fn tar_without_end_padding_is_accepted_but_cut_data_is_not() {
+    let full = Layer::new().dir("etc").file("etc/a", "abc").done();
+    // Header (512) + header (512) + 3 data bytes: no padding, no zero blocks.
+    let cut = &full[..512 + 512 + 3];
+    let entries = index_layer(cut).unwrap();
+    assert_eq!(entries.len(), 2);
+    let (fs, _) = flatten(&[cut.to_vec()]);
+    assert_eq!(fs.get("etc/a"), Some(&Out::File("abc".into(), 1)));
+    // Cut inside the file's bytes: an error.
+    assert!(index_layer(&full[..512 + 512 + 2]).is_err());
+}

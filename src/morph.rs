@@ -27,7 +27,8 @@ use crate::pipe::pipe;
 /// Compression of the initrd. Every one of these the Debian kernel unpacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum OutputCompression {
-    /// zstd, level 3, multi-threaded: small and quick to unpack.
+    /// zstd level 3: small and quick to unpack; frames written by one
+    /// thread per layer.
     #[default]
     Zstd,
     /// gzip level 6: for kernels built without zstd.

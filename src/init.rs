@@ -12,6 +12,7 @@ use wyrcan_core::efivar::{self, StoredConfig};
 
 use crate::cli::PullArgs;
 use crate::console::Console;
+use crate::efi::FIRMWARE_WARNING;
 use crate::progress::Progress;
 use crate::sys::{efivarfs, LinuxSys, Power, Sys};
 use crate::{boot, coldplug, net};
@@ -184,11 +185,6 @@ fn mount_efivarfs(sys: &dyn Sys) -> bool {
         }
     }
 }
-
-const FIRMWARE_WARNING: &str = "\
-Wyrcan is about to write a variable into this machine's EFI NVRAM. Some
-firmware handles variable writes badly (rarely, it stops booting until a
-reset of the NVRAM/CMOS). Every later boot without wyrcan.img will use it.";
 
 fn run(sys: &dyn Sys, console: &Console, args: WyrcanArgs) -> Result<std::convert::Infallible> {
     let release = rustix::system::uname()

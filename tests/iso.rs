@@ -1,0 +1,515 @@
+//! `wyrcan.iso` and the EFI-stored configuration, on real parts: the ISO
+//! from `scripts/build-iso` boots under OVMF (QEMU TCG) as a CD and as a
+//! disk, its systemd-boot menu can be edited over the serial console, and
+//! `wyrcan.efi=write|clear` persist across boots in one OVMF_VARS copy.
+//! Also `wyrcan efi` on the host, against a directory and the real registry.
+//!
+//! The VM tests need `out/` from `scripts/build-bootenv` and take minutes,
+//! so they are `#[ignore]`d for a plain `cargo test`; `scripts/test` runs
+//! them with `--include-ignored`. Each test builds its own ISO, because
+//! the cmdline it bakes in is part of what is tested.
+
+mod common;
+mod vmharness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::image::push;
+use common::registry::Registry;
+use vmharness::{
+    artifact, bootable, ovmf_vars, repo, test_kernel, Net, Vm, VmConfig, BOOT, GUEST_REGISTRY,
+};
+use wyrcan_core::efivar::{self, StoredConfig};
+
+/// Runs `scripts/build-iso --out DIR/NAME.iso [--cmdline CMDLINE]`.
+fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
+    artifact("wyrcan.kernel");
+    artifact("wyrcan.initrd");
+    let out = dir.join(format!("{name}.iso"));
+    let mut child = Command::new(repo().join("scripts/build-iso"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--cmdline", cmdline])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("running scripts/build-iso");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("scripts/build-iso ran over 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "scripts/build-iso failed ({status})");
+    out
+}
+
+fn port(registry: &Registry) -> u16 {
+    registry.addr().rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// The cmdline that boots `repo:tag` from the test registry.
+fn image_args(repo_tag: &str) -> String {
+    format!("wyrcan.img={GUEST_REGISTRY}/{repo_tag} wyrcan.insecure={GUEST_REGISTRY}")
+}
+
+enum Media {
+    Cd,
+    Disk,
+}
+
+/// Boot `iso` under OVMF with the variables in `vars`, networked to the registry.
+fn iso_vm(name: &str, registry: &Registry, vars: &Path, iso: &Path, media: Media) -> Vm {
+    let (cdrom, disk) = match media {
+        Media::Cd => (Some(iso.to_path_buf()), None),
+        Media::Disk => (None, Some(iso.to_path_buf())),
+    };
+    Vm::start(
+        name,
+        &VmConfig {
+            efi_vars: Some(vars.to_path_buf()),
+            cdrom,
+            disk,
+            net: Net::User {
+                registry: Some(port(registry)),
+                model: "virtio-net-pci",
+                tftp: None,
+            },
+            ..VmConfig::default()
+        },
+    )
+}
+
+/// Waits for the test container's lines; returns its cmdline line.
+fn reach_container(vm: &mut Vm, mark: &str) -> String {
+    let (t, _) = vm.wait_for(&format!("CONTAINER-MARKER {mark}"), BOOT);
+    let (_, cmdline) = vm.wait_for("CMDLINE=", Duration::from_secs(30));
+    let (_, uname) = vm.wait_for("UNAME=", Duration::from_secs(30));
+    vm.wait_for("CONTAINER-DONE", Duration::from_secs(30));
+    let (_, release) = test_kernel();
+    assert!(
+        uname.ends_with(&release),
+        "running kernel is not the image's: {uname}"
+    );
+    eprintln!(
+        "{mark}: container reached {:.1} s after QEMU start",
+        t.as_secs_f64()
+    );
+    cmdline
+}
+
+/// A prompt of the boot environment: wait for it, check it asks
+/// `question`, answer.
+fn answer(vm: &mut Vm, question: &str, answer: &str) {
+    let (_, line) = vm.wait_for("Type yes and press Enter", BOOT);
+    assert!(line.contains(question), "unexpected prompt: {line}");
+    vm.send(answer);
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn iso_with_baked_cmdline_boots_from_cdrom() {
+    let registry = Registry::start();
+    push(&registry, "iso/cd", "v1", &bootable("iso-cd"));
+    let tmp = tempfile::tempdir().unwrap();
+    let iso = build_iso(tmp.path(), "cd", &image_args("iso/cd:v1"));
+    let vars = ovmf_vars(tmp.path());
+    let mut vm = iso_vm("iso-cd", &registry, &vars, &iso, Media::Cd);
+    // The menu is drawn (over serial too) before the kernel starts.
+    vm.wait_for("Wyrcan, the container bootloader", BOOT);
+    vm.wait_for("Command line: initrd=", BOOT);
+    vm.wait_for("Wyrcan 0.", BOOT);
+    let cmdline = reach_container(&mut vm, "iso-cd");
+    assert!(cmdline.contains("console=ttyS0 panic=-1"), "{cmdline}");
+    assert!(
+        !cmdline.contains("wyrcan."),
+        "Wyrcan's own arguments leaked: {cmdline}"
+    );
+    assert!(
+        vm.wait_exit(Duration::from_secs(60)),
+        "the container did not power off"
+    );
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn iso_boots_as_a_disk() {
+    let registry = Registry::start();
+    push(&registry, "iso/disk", "v1", &bootable("iso-disk"));
+    let tmp = tempfile::tempdir().unwrap();
+    let iso = build_iso(tmp.path(), "disk", &image_args("iso/disk:v1"));
+    let vars = ovmf_vars(tmp.path());
+    let mut vm = iso_vm("iso-disk", &registry, &vars, &iso, Media::Disk);
+    reach_container(&mut vm, "iso-disk");
+    assert!(
+        vm.wait_exit(Duration::from_secs(60)),
+        "the container did not power off"
+    );
+}
+
+/// One OVMF_VARS copy across four boots: write, use, clear, gone.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn efi_config_is_written_used_and_cleared_across_reboots() {
+    let registry = Registry::start();
+    push(&registry, "iso/stored", "v1", &bootable("iso-stored"));
+    let tmp = tempfile::tempdir().unwrap();
+    let vars = ovmf_vars(tmp.path());
+    let plain = build_iso(tmp.path(), "plain", "");
+
+    // Boot 1: store the config, after the warning and a typed "yes".
+    let write = build_iso(
+        tmp.path(),
+        "write",
+        &format!(
+            "{} wyrcan.arg=stored-arg wyrcan.efi=write",
+            image_args("iso/stored:v1")
+        ),
+    );
+    let mut vm = iso_vm("efi-1-write", &registry, &vars, &write, Media::Cd);
+    vm.wait_for("firmware handles variable writes badly", BOOT);
+    answer(&mut vm, "Save this configuration in EFI NVRAM?", "yes\r");
+    vm.wait_for("Saved.", Duration::from_secs(60));
+    let cmdline = reach_container(&mut vm, "iso-stored");
+    assert!(cmdline.contains("stored-arg"), "{cmdline}");
+    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 1 did not end");
+    drop(vm);
+
+    // Boot 2: no wyrcan.img on the cmdline: the stored config boots.
+    let mut vm = iso_vm("efi-2-stored", &registry, &vars, &plain, Media::Cd);
+    vm.wait_for("using the configuration stored in EFI NVRAM", BOOT);
+    let cmdline = reach_container(&mut vm, "iso-stored");
+    assert!(
+        cmdline.contains("stored-arg"),
+        "the stored wyrcan.arg is missing: {cmdline}"
+    );
+    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 2 did not end");
+    drop(vm);
+
+    // Boot 3: clear it (confirmed), then a reboot ends QEMU (-no-reboot).
+    let clear = build_iso(tmp.path(), "clear", "wyrcan.efi=clear");
+    let mut vm = iso_vm("efi-3-clear", &registry, &vars, &clear, Media::Cd);
+    answer(&mut vm, "Remove the Wyrcan configuration", "yes\r");
+    vm.wait_for(
+        "The stored configuration was removed",
+        Duration::from_secs(60),
+    );
+    assert!(
+        vm.wait_exit(Duration::from_secs(120)),
+        "no reboot after clearing: {}",
+        vm.log()
+    );
+    drop(vm);
+
+    // Boot 4: nothing stored, nothing on the cmdline: the help text.
+    let mut vm = iso_vm("efi-4-help", &registry, &vars, &plain, Media::Cd);
+    vm.wait_for("No image to boot", BOOT);
+    vm.wait_for(
+        "wyrcan.img=quay.io/example/os:latest",
+        Duration::from_secs(30),
+    );
+    vm.wait_for("Press Enter to reboot", Duration::from_secs(30));
+    vm.send("\r");
+    assert!(
+        vm.wait_exit(Duration::from_secs(120)),
+        "no reboot after Enter"
+    );
+    let log = vm.log();
+    assert!(!log.contains("using the configuration stored"), "{log}");
+    assert!(!log.contains("Kernel panic"), "{log}");
+}
+
+/// An operator prepares the machine from a running OS with `wyrcan efi
+/// write` (here: a container booted from the ISO, with the static wyrcan
+/// binary and the efivarfs module of its kernel); the next plain ISO boot
+/// uses what it stored.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn efi_write_from_a_running_host_is_used_by_the_next_boot() {
+    use common::image::{Entry, Layer};
+    let registry = Registry::start();
+    let (_, release) = test_kernel();
+    let efivarfs_ko = artifact(&format!(
+        "build/testkernel/lib/modules/{release}/kernel/fs/efivarfs/efivarfs.ko"
+    ));
+    let target = format!("{GUEST_REGISTRY}/iso/after-host:v1");
+    let init = format!(
+        "#!/bin/sh\n\
+         export PATH=/bin\n\
+         busybox mkdir -p /proc /sys /dev\n\
+         busybox mount -t proc proc /proc\n\
+         busybox mount -t sysfs sysfs /sys\n\
+         busybox insmod /efivarfs.ko\n\
+         busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars\n\
+         /wyrcan efi write {target} --insecure {GUEST_REGISTRY} --arg from-host --yes\n\
+         echo \"EFI-WRITE-EXIT=$?\"\n\
+         /wyrcan efi show\n\
+         echo \"CONTAINER-MARKER host-efi\"\n\
+         echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
+         echo \"UNAME=$(busybox uname -r)\"\n\
+         echo \"CONTAINER-DONE\"\n\
+         busybox poweroff -f\n"
+    );
+    let mut host = bootable("host-efi");
+    host.layers.push(Layer::new(vec![
+        Entry::file(
+            "wyrcan",
+            std::fs::read(artifact("build/initrd/init")).unwrap(),
+        )
+        .mode(0o755),
+        Entry::file("efivarfs.ko", std::fs::read(efivarfs_ko).unwrap()).mode(0o644),
+        Entry::file("init", init).mode(0o755),
+    ]));
+    push(&registry, "iso/host", "v1", &host);
+    push(&registry, "iso/after-host", "v1", &bootable("after-host"));
+    let tmp = tempfile::tempdir().unwrap();
+    let vars = ovmf_vars(tmp.path());
+
+    let prep = build_iso(tmp.path(), "prep", &image_args("iso/host:v1"));
+    let mut vm = iso_vm("efi-host-1", &registry, &vars, &prep, Media::Cd);
+    vm.wait_for("firmware handles variable writes badly", BOOT);
+    let (_, exit) = vm.wait_for("EFI-WRITE-EXIT=", Duration::from_secs(60));
+    assert!(exit.ends_with("EFI-WRITE-EXIT=0"), "{}", vm.log());
+    vm.wait_for(&format!("image: {target}"), Duration::from_secs(30));
+    reach_container(&mut vm, "host-efi");
+    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 1 did not end");
+    drop(vm);
+
+    let plain = build_iso(tmp.path(), "plain", "");
+    let mut vm = iso_vm("efi-host-2", &registry, &vars, &plain, Media::Cd);
+    vm.wait_for("using the configuration stored in EFI NVRAM", BOOT);
+    let cmdline = reach_container(&mut vm, "after-host");
+    assert!(cmdline.contains("from-host"), "{cmdline}");
+    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 2 did not end");
+}
+
+/// `wyrcan.efi=write` on a machine without EFI (direct kernel boot, no
+/// OVMF): a message that says why, not a crash.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn efi_write_without_efi_firmware_says_why() {
+    let registry = Registry::start();
+    push(&registry, "iso/noefi", "v1", &bootable("noefi"));
+    let mut vm = vmharness::wyrcan_vm(
+        "no-efi",
+        &registry,
+        &format!("wyrcan.img={GUEST_REGISTRY}/iso/noefi:v1 wyrcan.efi=write"),
+    );
+    let (_, line) = vm.wait_for("boot failed", BOOT);
+    assert!(line.contains("no EFI variables"), "{line}");
+    vm.wait_for("Rebooting in", Duration::from_secs(30));
+    assert!(!vm.log().contains("Kernel panic"), "{}", vm.log());
+}
+
+/// systemd-boot's editor over the serial console: `e`, End, type, Enter.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn cmdline_edited_at_the_boot_menu() {
+    let registry = Registry::start();
+    push(&registry, "iso/edited", "v1", &bootable("iso-edited"));
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = build_iso(tmp.path(), "plain", "");
+    let vars = ovmf_vars(tmp.path());
+    let mut vm = iso_vm("iso-editor", &registry, &vars, &plain, Media::Cd);
+    vm.wait_for("Boot in", BOOT);
+    vm.send("e");
+    // Let the editor draw before typing; keys would queue anyway.
+    std::thread::sleep(Duration::from_secs(2));
+    // End (`\x1b[F`), then the image after the existing options. Ctrl-E
+    // does not reach systemd-boot, and Ctrl-A is QEMU's escape key.
+    vm.send("\x1b[F");
+    std::thread::sleep(Duration::from_millis(500));
+    vm.send(&format!(" {}", image_args("iso/edited:v1")));
+    std::thread::sleep(Duration::from_millis(500));
+    vm.send("\r");
+    let (_, line) = vm.wait_for("Command line:", BOOT);
+    assert!(
+        line.contains("console=ttyS0 wyrcan.img="),
+        "the edit did not land after the options: {line}"
+    );
+    reach_container(&mut vm, "iso-edited");
+    assert!(
+        vm.wait_exit(Duration::from_secs(60)),
+        "the container did not power off"
+    );
+}
+
+/// The ISO is reproducible, carries the baked cmdline in its menu entry and
+/// a GPT whose EFI System Partition holds a FAT file system (what firmware
+/// boots from a USB stick).
+#[test]
+#[ignore = "needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn iso_is_reproducible_with_an_esp_in_its_gpt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cmdline = "wyrcan.img=example.org/os:1 wyrcan.arg=\"quiet ro\"";
+    let a = build_iso(tmp.path(), "a", cmdline);
+    std::thread::sleep(Duration::from_millis(1100));
+    let b = build_iso(tmp.path(), "b", cmdline);
+    let bytes = std::fs::read(&a).unwrap();
+    assert!(bytes == std::fs::read(&b).unwrap(), "two builds differ");
+
+    // Protective MBR, then the GPT header at LBA 1.
+    assert_eq!(&bytes[510..512], &[0x55, 0xaa]);
+    assert_eq!(bytes[446 + 4], 0xee, "no protective MBR partition");
+    assert_eq!(&bytes[512..520], b"EFI PART");
+    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+    let entries = u64_at(512 + 72) as usize * 512;
+    let count = u32_at(512 + 80) as usize;
+    let size = u32_at(512 + 84) as usize;
+    // C12A7328-F81F-11D2-BA4B-00A0C93EC93B, mixed-endian as GPT stores it.
+    let esp_type = [
+        0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9,
+        0x3b,
+    ];
+    let esp = (0..count)
+        .map(|i| entries + i * size)
+        .find(|&e| bytes[e..e + 16] == esp_type)
+        .expect("no EFI System Partition in the GPT");
+    let first = u64_at(esp + 32) as usize * 512;
+    let last = u64_at(esp + 40) as usize * 512 + 511;
+    assert!(last < bytes.len());
+    let boot_sector = &bytes[first..first + 512];
+    assert_eq!(
+        &boot_sector[510..],
+        &[0x55, 0xaa],
+        "ESP has no FAT boot sector"
+    );
+    assert!(
+        boot_sector.windows(3).any(|w| w == b"FAT"),
+        "ESP is not FAT"
+    );
+
+    // The menu entry, read back out of the ESP with mtools.
+    let esp_img = tmp.path().join("esp.img");
+    std::fs::write(&esp_img, &bytes[first..=last]).unwrap();
+    let read = |path: &str| {
+        let out = Command::new("mtype")
+            .arg("-i")
+            .arg(&esp_img)
+            .arg(format!("::{path}"))
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .expect("mtype (package mtools)");
+        assert!(out.status.success(), "mtype {path}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let entry = read("/loader/entries/wyrcan.conf");
+    assert!(
+        entry.contains(&format!("options console=tty0 console=ttyS0 {cmdline}\n")),
+        "{entry}"
+    );
+    assert!(entry.contains("linux /wyrcan.kernel"), "{entry}");
+    let loader = read("/loader/loader.conf");
+    assert!(
+        loader.contains("editor yes") && loader.contains("timeout"),
+        "{loader}"
+    );
+    let listing = Command::new("mdir")
+        .args(["-b", "-/", "-i"])
+        .arg(&esp_img)
+        .arg("::/")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).to_uppercase();
+    for f in ["EFI/BOOT/BOOTX64.EFI", "WYRCAN.KERNEL", "WYRCAN.INITRD"] {
+        assert!(listing.contains(f), "{f} missing from the ESP: {listing}");
+    }
+}
+
+/// `wyrcan efi` on a host, against a directory standing in for efivarfs:
+/// `--check` resolves the image in the real registry before anything is
+/// written, and a missing image writes nothing.
+#[test]
+fn efi_write_checks_the_image_then_show_and_clear() {
+    let registry = common::registry::shared();
+    push(registry, "efi/host", "v1", &bootable_or_tiny());
+    let dir = tempfile::tempdir().unwrap();
+    let vars = dir.path().to_str().unwrap();
+    let addr = registry.addr();
+
+    let out = common::wyrcan(&[
+        "efi",
+        "--efivars",
+        vars,
+        "write",
+        &format!("{addr}/efi/host:nope"),
+        "--insecure",
+        &addr,
+        "--check",
+        "--yes",
+    ]);
+    let err = common::assert_failure(&out, "efi write of a missing tag");
+    assert!(err.contains("drop --check"), "{err}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+
+    let image = format!("{addr}/efi/host:v1");
+    let out = common::wyrcan(&[
+        "efi",
+        "--efivars",
+        vars,
+        "write",
+        &image,
+        "--insecure",
+        &addr,
+        "--arg",
+        "quiet ro",
+        "--ip",
+        "dhcp",
+        "--check",
+        "--yes",
+    ]);
+    common::assert_success(&out, "efi write --check");
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("firmware handles variable writes badly"),
+        "{err}"
+    );
+    let stored =
+        StoredConfig::from_file(&std::fs::read(dir.path().join(efivar::file_name())).unwrap())
+            .unwrap();
+    assert_eq!(stored.img, image);
+    assert_eq!(stored.args, ["quiet ro"]);
+    assert_eq!(stored.insecure, [addr.as_str()]);
+    assert_eq!(stored.ip, ["dhcp"]);
+
+    let out = common::wyrcan(&["efi", "--efivars", vars, "show"]);
+    common::assert_success(&out, "efi show");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.starts_with(&format!("image: {image}\n")), "{shown}");
+
+    // No terminal, no --yes: refused, nothing removed.
+    let out = common::wyrcan(&["efi", "--efivars", vars, "clear"]);
+    let err = common::assert_failure(&out, "efi clear without an answer");
+    assert!(err.contains("--yes"), "{err}");
+    let out = common::wyrcan(&["efi", "--efivars", vars, "clear", "--yes"]);
+    common::assert_success(&out, "efi clear --yes");
+    let out = common::wyrcan(&["efi", "show", "--efivars", vars]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "none\n");
+}
+
+/// Without efivarfs (this host or a BIOS machine), a clear message.
+#[test]
+fn efi_without_efivarfs_says_why() {
+    if Path::new("/sys/firmware/efi").exists() {
+        eprintln!("skipped: this host booted with EFI");
+        return;
+    }
+    let out = common::wyrcan(&["efi", "show"]);
+    let err = common::assert_failure(&out, "efi show without EFI");
+    assert!(err.contains("did not boot with EFI"), "{err}");
+}
+
+/// A small image for the host-side test (only its manifest is resolved).
+fn bootable_or_tiny() -> common::image::Image {
+    use common::image::{Entry, Image, Layer};
+    Image::oci(vec![Layer::new(vec![Entry::file("init", "#!/bin/sh\n")])])
+}

@@ -123,24 +123,40 @@ pub fn prepare(
     let mut kernel = memfd("kernel")?;
     let initrd = memfd("initrd")?;
     let initrd_out = initrd.try_clone()?;
-    let mut rootfs = RootFs::Tmpfs;
+    let mut unpacked = 0;
     let converted = morph::convert(
         &mut pulled.layers,
         &reference,
         &mut kernel,
         initrd_out,
-        OutputCompression::Zstd,
-        |stats| {
-            rootfs = memory_plan(total, stats.bytes, compressed).map_err(anyhow::Error::msg)?;
-            Ok(())
+        |stats, k| {
+            // The kernel file is booted, not unpacked.
+            unpacked = stats.bytes.saturating_sub(k.size);
+            let now = meminfo().map(|(_, a)| a).unwrap_or(0);
+            let c =
+                choose_compression(total, now, unpacked, compressed).map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                "{reference}: writing a {} initrd ({} unpacked, {} of RAM)",
+                match c {
+                    OutputCompression::None =>
+                        "plain (uncompressed: plenty of RAM, fastest to write and unpack)",
+                    OutputCompression::Zstd => "zstd",
+                    OutputCompression::Gzip => "gzip",
+                },
+                human(unpacked),
+                human(total)
+            );
+            Ok(c)
         },
     )?;
     drop(pulled);
+    let initrd_len = initrd.metadata().context("reading the initrd size")?.len();
+    let rootfs = memory_plan(total, unpacked, initrd_len).map_err(anyhow::Error::msg)?;
     let mut cmdline = wyrcan_core::cmdline::next_cmdline(&converted.image_cmdline, extra);
     if rootfs == RootFs::Ramfs {
         tracing::warn!(
             "{reference} unpacks to {}, more than half of the {} of RAM: booting it with rootfstype=ramfs (no size cap, no swap)",
-            human(converted.stats.bytes),
+            human(unpacked),
             human(total)
         );
         cmdline = wyrcan_core::cmdline::next_cmdline(&cmdline, &["rootfstype=ramfs".to_string()]);
@@ -149,7 +165,29 @@ pub fn prepare(
         kernel,
         initrd,
         cmdline,
-        unpacked: converted.stats.bytes,
+        unpacked,
+    })
+}
+
+/// The initrd's compression for the next boot. kexec hands the initrd over
+/// memory to memory, so compressing only buys RAM: write it plain (no
+/// compression time here, no decompression in the next kernel) when both
+/// this boot (`available` now) and the next one (`ram_total`) can hold it,
+/// zstd otherwise. Refuses when even a compressed one cannot fit;
+/// `compressed` (the layers' size) stands in for the zstd initrd's size.
+pub fn choose_compression(
+    ram_total: u64,
+    available: u64,
+    unpacked: u64,
+    compressed: u64,
+) -> Result<OutputCompression, String> {
+    memory_plan(ram_total, unpacked, compressed)?;
+    let next_boot_fits = 2 * unpacked + KERNEL_OVERHEAD <= ram_total;
+    let here_fits = unpacked + 64 * MIB <= available;
+    Ok(if next_boot_fits && here_fits {
+        OutputCompression::None
+    } else {
+        OutputCompression::Zstd
     })
 }
 
@@ -172,6 +210,26 @@ mod tests {
         assert_eq!(memory_plan(g, 600 * MIB, 100 * MIB), Ok(RootFs::Ramfs));
         let e = memory_plan(g, 900 * MIB, 200 * MIB).unwrap_err();
         assert!(e.contains("more memory"), "{e}");
+    }
+
+    #[test]
+    fn plain_initrd_only_with_room_for_it_twice() {
+        let g = 1024 * MIB;
+        assert_eq!(
+            choose_compression(4 * g, 3 * g, 500 * MIB, 200 * MIB),
+            Ok(OutputCompression::None)
+        );
+        // The next boot could not hold a plain initrd and its unpacked copy.
+        assert_eq!(
+            choose_compression(g, 900 * MIB, 500 * MIB, 200 * MIB),
+            Ok(OutputCompression::Zstd)
+        );
+        // This boot has no room to write it plain.
+        assert_eq!(
+            choose_compression(4 * g, 300 * MIB, 500 * MIB, 200 * MIB),
+            Ok(OutputCompression::Zstd)
+        );
+        assert!(choose_compression(g, g, 900 * MIB, 300 * MIB).is_err());
     }
 
     #[test]

@@ -203,9 +203,14 @@ pub fn pull_checked(
     check(&resolved)?;
     let total: u64 = resolved.manifest.layers.iter().map(|l| l.size).sum();
     tracing::info!(
-        "{reference}: manifest {}, {} layers, {} to download",
+        "{reference}: manifest {}, {} layer{}, {} to download",
         resolved.manifest_digest.short(),
         resolved.manifest.layers.len(),
+        if resolved.manifest.layers.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         human(total)
     );
     let scratch = match &args.tmpdir {
@@ -257,8 +262,7 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         &image,
         &mut kernel_file,
         initrd_file,
-        a.compression,
-        |_| Ok(()),
+        |_, _| Ok(a.compression),
     )?;
     bar.finish();
     let kernel_len = out.kernel.size;

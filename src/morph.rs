@@ -588,15 +588,15 @@ pub struct Converted {
     pub cpio_size: u64,
 }
 
-/// Flatten pulled layers and write kernel and initrd. `check` sees the
-/// tree's totals before anything is written and may refuse (memory).
+/// Flatten pulled layers and write kernel and initrd. `choose` sees the
+/// tree's totals and the kernel before anything is written, picks the
+/// initrd's compression, and may refuse (memory).
 pub fn convert(
     layers: &mut [LocalLayer],
     image: &str,
     kernel_out: &mut File,
     initrd_out: File,
-    compression: OutputCompression,
-    check: impl FnOnce(&tree::Stats) -> Result<()>,
+    choose: impl FnOnce(&tree::Stats, &Found) -> Result<OutputCompression>,
 ) -> Result<Converted> {
     let mut tree = flatten(layers, image)?;
     let info = boot_info(&mut tree, image)?;
@@ -610,7 +610,7 @@ pub fn convert(
         stats.dirs,
         crate::progress::human(stats.bytes)
     );
-    check(&stats)?;
+    let compression = choose(&stats, &info.kernel)?;
     let plan = tree.plan(Some(info.kernel.node), info.cmdline_node);
     let (captured, cpio_size) = write_initrd(
         &tree,

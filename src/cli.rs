@@ -191,14 +191,13 @@ pub fn pull_checked(
     progress: &Progress,
     check: impl FnOnce(&Resolved) -> Result<()>,
 ) -> Result<Pulled> {
-    let reference: Reference = image
-        .parse()
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("{image:?} is not a valid image reference"))?;
-    let opts = args.options()?;
-    let platform = opts.platform.clone().unwrap_or_else(Platform::current);
-    let client = Client::new(&reference, &opts.client)?;
-    let resolved = image::resolve(&client, &reference, &platform)?;
+    let Connected {
+        reference,
+        opts,
+        platform,
+        client,
+        resolved,
+    } = connect(image, args)?;
     image::check_config(&client, &resolved, &platform)?;
     check(&resolved)?;
     let total: u64 = resolved.manifest.layers.iter().map(|l| l.size).sum();
@@ -229,6 +228,19 @@ pub fn pull_checked(
 /// Resolve an image to its manifest without downloading layers: proves
 /// the reference, the registry access and the platform are right.
 pub fn resolve_only(image: &str, args: &PullArgs) -> Result<Resolved> {
+    Ok(connect(image, args)?.resolved)
+}
+
+/// A registry client for an image, and the image resolved to a manifest.
+struct Connected {
+    reference: Reference,
+    opts: PullOptions,
+    platform: Platform,
+    client: Client,
+    resolved: Resolved,
+}
+
+fn connect(image: &str, args: &PullArgs) -> Result<Connected> {
     let reference: Reference = image
         .parse()
         .map_err(|e| anyhow!("{e}"))
@@ -236,7 +248,14 @@ pub fn resolve_only(image: &str, args: &PullArgs) -> Result<Resolved> {
     let opts = args.options()?;
     let platform = opts.platform.clone().unwrap_or_else(Platform::current);
     let client = Client::new(&reference, &opts.client)?;
-    image::resolve(&client, &reference, &platform)
+    let resolved = image::resolve(&client, &reference, &platform)?;
+    Ok(Connected {
+        reference,
+        opts,
+        platform,
+        client,
+        resolved,
+    })
 }
 
 fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {

@@ -541,40 +541,15 @@ impl Tree {
     /// Find a path; `follow_final` also follows a symlink in the last
     /// component. Absolute and relative paths both start at the root.
     pub fn lookup(&mut self, path: &[u8], follow_final: bool) -> Result<Option<NodeId>, TreeError> {
-        let comps = components(path);
-        let Some((&name, parents)) = comps.split_last() else {
-            return Ok(Some(ROOT));
-        };
-        let Some(p) = self.lookup_parent(parents, path)? else {
-            return Ok(None);
-        };
-        if name == b".." {
-            return Ok(Some(self.nodes[p as usize].parent));
-        }
-        let Some(id) = self.child(p, name) else {
-            return Ok(None);
-        };
-        if follow_final {
-            if let NodeKind::Symlink(target) = &self.nodes[id as usize].kind {
-                // Resolve the target relative to the link's directory by
-                // building "<dir>/<target>" (or the absolute target).
-                let mut full = if target.first() == Some(&b'/') {
-                    Vec::new()
-                } else {
-                    self.path_of(p)
-                };
-                full.push(b'/');
-                full.extend_from_slice(target);
-                let mut budget = MAX_SYMLINKS;
-                return self.lookup_follow(full, &mut budget);
-            }
-        }
-        Ok(Some(id))
+        // One more than the links it may follow: this first call counts too.
+        let mut budget = MAX_SYMLINKS + 1;
+        self.lookup_from(path.to_vec(), follow_final, &mut budget)
     }
 
-    fn lookup_follow(
+    fn lookup_from(
         &mut self,
         path: Vec<u8>,
+        follow_final: bool,
         budget: &mut u32,
     ) -> Result<Option<NodeId>, TreeError> {
         if *budget == 0 {
@@ -594,15 +569,19 @@ impl Tree {
         let Some(id) = self.child(p, name) else {
             return Ok(None);
         };
-        if let NodeKind::Symlink(target) = &self.nodes[id as usize].kind {
-            let mut full = if target.first() == Some(&b'/') {
-                Vec::new()
-            } else {
-                self.path_of(p)
-            };
-            full.push(b'/');
-            full.extend_from_slice(target);
-            return self.lookup_follow(full, budget);
+        if follow_final {
+            if let NodeKind::Symlink(target) = &self.nodes[id as usize].kind {
+                // Resolve the target relative to the link's directory by
+                // building "<dir>/<target>" (or the absolute target).
+                let mut full = if target.first() == Some(&b'/') {
+                    Vec::new()
+                } else {
+                    self.path_of(p)
+                };
+                full.push(b'/');
+                full.extend_from_slice(target);
+                return self.lookup_from(full, true, budget);
+            }
         }
         Ok(Some(id))
     }

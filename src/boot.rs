@@ -5,13 +5,16 @@
 //! the loaded kernel is a separate step, so tests can stop before it.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use rustix::fs::MemfdFlags;
+use wyrcan_core::kernel;
+use wyrcan_core::reference::Reference;
 
-use crate::cli::{pull_checked, PullArgs};
-use crate::morph::{self, OutputCompression};
+use crate::convert::{self, OutputCompression};
 use crate::progress::{human, Progress};
+use crate::pull::{pull_checked, PullOptions};
 use crate::sys::Sys;
 
 const MIB: u64 = 1024 * 1024;
@@ -67,9 +70,11 @@ pub fn memory_plan(ram_total: u64, unpacked: u64, initrd: u64) -> Result<RootFs,
 }
 
 /// `MemTotal` and `MemAvailable` from `/proc/meminfo`, in bytes.
-pub fn meminfo() -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
-    Ok(parse_meminfo(&text))
+pub fn meminfo(sys: &dyn Sys) -> Result<(u64, u64)> {
+    let bytes = sys
+        .read(Path::new("/proc/meminfo"))
+        .context("reading /proc/meminfo")?;
+    Ok(parse_meminfo(&String::from_utf8_lossy(&bytes)))
 }
 
 fn parse_meminfo(text: &str) -> (u64, u64) {
@@ -88,25 +93,20 @@ fn parse_meminfo(text: &str) -> (u64, u64) {
     (field("MemTotal:"), field("MemAvailable:"))
 }
 
-fn memfd(name: &str) -> Result<File> {
-    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)
-        .with_context(|| format!("creating an in-memory file for the {name}"))?;
-    Ok(File::from(fd))
-}
-
 /// Pull `image`, convert it into memfds and compose the next cmdline:
 /// the image's `/boot/wyrcan.cmdline`, then `extra` in order (DESIGN §2).
 pub fn prepare(
-    image: &str,
-    args: &PullArgs,
+    sys: &dyn Sys,
+    reference: &Reference,
+    opts: &PullOptions,
     extra: &[String],
     progress: &Progress,
 ) -> Result<Prepared> {
-    let (total, available) = meminfo()?;
+    let (total, available) = meminfo(sys)?;
     // The compressed layers sit in scratch space (RAM in the boot
     // environment) while the initrd, about as large, is written: refuse
     // before downloading rather than run out of memory halfway.
-    let mut pulled = pull_checked(image, args, progress, |r| {
+    let mut pulled = pull_checked(reference, opts, progress, |r| {
         let compressed: u64 = r.manifest.layers.iter().map(|l| l.size).sum();
         let need = 2 * compressed + 32 * MIB;
         if available > 0 && need > available {
@@ -121,11 +121,12 @@ pub fn prepare(
     })?;
     let compressed: u64 = pulled.resolved.manifest.layers.iter().map(|l| l.size).sum();
     let reference = pulled.resolved.reference.to_string();
-    let mut kernel = memfd("kernel")?;
-    let initrd = memfd("initrd")?;
+    let mut kernel = sys.memfd("kernel")?;
+    let initrd = sys.memfd("initrd")?;
     let initrd_out = initrd.try_clone()?;
     let mut unpacked = 0;
-    let converted = morph::convert(
+    let bar = progress.counter("writing the initrd");
+    let converted = convert::convert(
         &mut pulled.layers,
         &reference,
         &mut kernel,
@@ -135,11 +136,13 @@ pub fn prepare(
             unpacked = stats.bytes.saturating_sub(k.size);
             choose_compression(total, unpacked, compressed).map_err(anyhow::Error::msg)
         },
+        &|n| bar.set(n),
     )?;
+    bar.finish();
     drop(pulled);
     let initrd_len = initrd.metadata().context("reading the initrd size")?.len();
     let kernel_len = kernel.metadata().context("reading the kernel size")?.len();
-    let now = meminfo().map(|(_, a)| a).unwrap_or(0);
+    let now = meminfo(sys).map(|(_, a)| a).unwrap_or(0);
     if now > 0 {
         load_fits(now, kernel_len, initrd_len).map_err(anyhow::Error::msg)?;
     }
@@ -153,12 +156,31 @@ pub fn prepare(
         );
         cmdline = wyrcan_core::cmdline::next_cmdline(&cmdline, &["rootfstype=ramfs".to_string()]);
     }
+    let mut header = vec![0u8; kernel::SETUP_HEADER_LEN];
+    let got = kernel
+        .read_at(&mut header, 0)
+        .context("reading the kernel's header")?;
+    header.truncate(got);
+    check_cmdline(&header, &cmdline).map_err(anyhow::Error::msg)?;
     Ok(Prepared {
         kernel,
         initrd,
         cmdline,
         unpacked,
     })
+}
+
+/// Refuse a cmdline longer than the kernel accepts, before
+/// `kexec_file_load` answers with a bare `EINVAL`.
+pub fn check_cmdline(kernel_header: &[u8], cmdline: &str) -> Result<(), String> {
+    match kernel::cmdline_limit(kernel_header) {
+        Some(limit) if cmdline.len() > limit => Err(format!(
+            "the next kernel's cmdline is {} bytes, and this kernel accepts at most {limit}: \
+             shorten wyrcan.arg or the image's /boot/wyrcan.cmdline",
+            cmdline.len()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The initrd's compression for the next boot, or a refusal when even a
@@ -241,18 +263,36 @@ mod tests {
     }
 
     #[test]
+    fn a_cmdline_too_long_is_named_not_blamed_on_memory() {
+        let mut h = vec![0u8; kernel::SETUP_HEADER_LEN];
+        h[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        h[0x202..0x206].copy_from_slice(b"HdrS");
+        h[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        h[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes());
+        assert!(check_cmdline(&h, &"x".repeat(2047)).is_ok());
+        let e = check_cmdline(&h, &"x".repeat(2048)).unwrap_err();
+        assert!(
+            e.contains("2048 bytes") && e.contains("at most 2047"),
+            "{e}"
+        );
+        assert!(!e.contains("memory"), "{e}");
+        // Not a bzImage: nothing to check against.
+        assert!(check_cmdline(&[0; 16], &"x".repeat(9000)).is_ok());
+    }
+
+    #[test]
     fn load_passes_the_cmdline() {
         let sys = crate::sys::fake::FakeSys::default();
         let p = Prepared {
-            kernel: memfd("k").unwrap(),
-            initrd: memfd("i").unwrap(),
+            kernel: sys.memfd("k").unwrap(),
+            initrd: sys.memfd("i").unwrap(),
             cmdline: "quiet x=\"a b\"".into(),
             unpacked: 0,
         };
         load(&sys, &p).unwrap();
         assert_eq!(
-            sys.calls(),
-            ["kexec_load kernel=0 initrd=0 cmdline=quiet x=\"a b\""]
+            sys.calls().last().unwrap(),
+            "kexec_load kernel=0 initrd=0 cmdline=quiet x=\"a b\""
         );
     }
 }

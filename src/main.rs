@@ -1,4 +1,4 @@
-//! `wyrcan`: parse, set up logging, run, print the error chain.
+//! `wyrcan`: PID 1 of the boot environment, or the command line tool.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wyrcan::cli::{self, Opt};
+use wyrcan::progress::Progress;
 
 fn main() -> ExitCode {
     // As the boot environment's /init the kernel starts us with no
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if std::process::id() == 1 || std::path::Path::new(&argv0).file_name() == Some("init".as_ref())
     {
-        wyrcan::init::main();
+        wyrcan::pid1::main();
     }
     let opt = Opt::parse();
     let default = match (opt.quiet, opt.verbose) {
@@ -23,14 +24,15 @@ fn main() -> ExitCode {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_env("WYRCAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let progress = Progress::new(!opt.quiet);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress.log_writer())
         .without_time()
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    match cli::run(opt) {
+    match cli::run(opt, &progress) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,7 +1,9 @@
 //! Progress on a terminal (bytes, rate, ETA per layer), nothing otherwise:
 //! when stderr is not a terminal the callers log one plain line per step.
+//! Log lines written while bars are drawn go through [`LogWriter`], which
+//! prints them above the bars instead of through them.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -49,9 +51,19 @@ impl Progress {
         }
     }
 
-    /// Whether bars are drawn (so callers can skip duplicate log lines).
-    pub fn is_drawing(&self) -> bool {
-        self.multi.is_some()
+    /// Bars drawn on `target` (tests draw into memory).
+    pub fn with_target(target: ProgressDrawTarget) -> Self {
+        Progress {
+            multi: Some(MultiProgress::with_draw_target(target)),
+            lines: false,
+        }
+    }
+
+    /// Where log lines go: above the bars while they are drawn, else stderr.
+    pub fn log_writer(&self) -> LogWriter {
+        LogWriter {
+            multi: self.multi.clone(),
+        }
     }
 
     /// A byte-count bar with rate and ETA.
@@ -92,6 +104,57 @@ impl Progress {
         let bar = multi.add(bar.with_style(style).with_prefix(label.to_string()));
         bar.enable_steady_tick(Duration::from_millis(200));
         Bar(BarKind::Drawn(bar))
+    }
+}
+
+/// A `tracing` writer that keeps log lines and bars apart: with bars on
+/// screen each line is printed above them (`MultiProgress::println`), so
+/// neither tears the other.
+#[derive(Clone)]
+pub struct LogWriter {
+    multi: Option<MultiProgress>,
+}
+
+/// One log event being written.
+pub struct LogLine {
+    multi: Option<MultiProgress>,
+    buf: Vec<u8>,
+}
+
+impl Write for LogLine {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.multi.is_none() {
+            return io::stderr().write(data);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if let Some(m) = &self.multi {
+            let text = String::from_utf8_lossy(&self.buf);
+            let text = text.trim_end_matches('\n');
+            if !text.is_empty() && m.println(text).is_err() {
+                eprintln!("{text}");
+            }
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine {
+            multi: self.multi.clone(),
+            buf: Vec::new(),
+        }
     }
 }
 
@@ -162,6 +225,33 @@ pub fn human(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use indicatif::{InMemoryTerm, ProgressDrawTarget, TermLike};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[test]
+    fn log_lines_go_above_the_bars() {
+        let term = InMemoryTerm::new(10, 100);
+        let p = super::Progress::with_target(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let bar = p.download("layer 1/1", 1000);
+        bar.set(500);
+        let w = p.log_writer();
+        std::io::Write::write_all(&mut w.make_writer(), b"layer 1/1: 10 entries\n").unwrap();
+        bar.set(1000);
+        bar.finish();
+        let screen = term.contents();
+        let lines: Vec<&str> = screen.lines().collect();
+        let log = lines
+            .iter()
+            .position(|l| l.trim_end() == "layer 1/1: 10 entries")
+            .unwrap_or_else(|| panic!("log line torn or missing:\n{screen}"));
+        let bar_line = lines
+            .iter()
+            .position(|l| l.starts_with("layer 1/1 ") && l.contains("1000 B"))
+            .unwrap_or_else(|| panic!("no bar:\n{screen}"));
+        assert!(log < bar_line, "{screen}");
+        assert_eq!(term.width(), 100);
+    }
+
     #[test]
     fn human_sizes() {
         assert_eq!(super::human(5), "5 B");

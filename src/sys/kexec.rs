@@ -7,12 +7,18 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use super::{Error, Result};
+
 /// Load `kernel` + `initrd` with `cmdline` for a later `reboot(KEXEC)`.
-/// The errno is reported as it is: kexec-tools turns several of them into
-/// a misleading "not available".
-pub fn file_load(kernel: &File, initrd: &File, cmdline: &str) -> io::Result<()> {
-    let c = CString::new(cmdline)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cmdline holds a NUL byte"))?;
+/// The errno is reported as it is, with what it usually means: kexec-tools
+/// turns several of them into a misleading "not available".
+pub fn file_load(kernel: &File, initrd: &File, cmdline: &str) -> Result<()> {
+    let c = CString::new(cmdline).map_err(|_| {
+        Error::io(
+            "kexec_file_load",
+            io::Error::new(io::ErrorKind::InvalidInput, "the cmdline holds a NUL byte"),
+        )
+    })?;
     let len = c.as_bytes_with_nul().len();
     // SAFETY: both fds are open for the duration of the call, `c` is a
     // NUL-terminated buffer of exactly `len` bytes that outlives the call,
@@ -31,27 +37,36 @@ pub fn file_load(kernel: &File, initrd: &File, cmdline: &str) -> io::Result<()> 
         return Ok(());
     }
     let e = io::Error::last_os_error();
-    let hint = match e.raw_os_error() {
-        Some(libc::EPERM) => "not allowed: run as root; with Secure Boot on, lockdown refuses unsigned kernels",
-        Some(libc::ENOEXEC) => "the kernel file is not a bzImage this kernel can load (or it is for another architecture)",
-        Some(libc::EINVAL) | Some(libc::ENOMEM) => {
-            "no room for the new kernel: it needs a contiguous free region; give the machine more memory"
-        }
-        Some(libc::ENOSYS) => "this kernel was built without CONFIG_KEXEC_FILE",
-        Some(libc::EKEYREJECTED) | Some(libc::EBADMSG) => "the kernel's signature was rejected (Secure Boot / lockdown)",
-        _ => "",
+    let what = match e.raw_os_error().and_then(hint) {
+        Some(h) => format!("kexec_file_load ({h})"),
+        None => "kexec_file_load".to_string(),
     };
-    Err(io::Error::new(
-        e.kind(),
-        if hint.is_empty() {
-            format!("kexec_file_load: {e}")
-        } else {
-            format!("kexec_file_load: {e}: {hint}")
-        },
-    ))
+    Err(Error::io(what, e))
 }
 
-/// Whether a kernel is loaded and waiting (`/sys/kernel/kexec_loaded`).
-pub fn loaded() -> bool {
-    std::fs::read_to_string("/sys/kernel/kexec_loaded").is_ok_and(|s| s.trim() == "1")
+/// What an errno of `kexec_file_load` usually means.
+pub fn hint(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::EPERM => "not allowed: run as root; with Secure Boot on, lockdown refuses unsigned kernels",
+        libc::ENOEXEC => "the kernel file is not a bzImage this kernel can load (or it is for another architecture)",
+        // EINVAL is also the answer to a cmdline longer than the new
+        // kernel accepts; boot checks that before calling, so what is left
+        // is mostly the placement.
+        libc::EINVAL => "the kernel refused the image or its cmdline, or found no contiguous free region for it",
+        libc::ENOMEM => "no room for the new kernel: it needs a contiguous free region; give the machine more memory",
+        libc::ENOSYS => "this kernel was built without CONFIG_KEXEC_FILE",
+        libc::EKEYREJECTED | libc::EBADMSG => "the kernel's signature was rejected (Secure Boot / lockdown)",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn einval_is_not_only_memory() {
+        let h = super::hint(libc::EINVAL).unwrap();
+        assert!(h.contains("cmdline"), "{h}");
+        assert!(!h.contains("more memory"), "{h}");
+        assert!(super::hint(libc::ENOMEM).unwrap().contains("more memory"));
+    }
 }

@@ -1,20 +1,66 @@
-//! The only place that talks to the kernel directly. Every syscall that
-//! boot code needs goes through the [`Sys`] trait, so the PID 1 steps are
-//! tested with [`fake::FakeSys`], which records calls instead of making
-//! them. Each submodule wraps one kind of syscall.
+//! The only place that talks to the kernel directly. Every syscall the
+//! boot code makes goes through the [`Sys`] trait — mounts, modules,
+//! kexec, reboot, memfds, interface setup, the DHCP socket, randomness,
+//! and the files of `/proc`, `/sys` and efivarfs — so the PID 1 steps are
+//! tested with `fake::FakeSys` (test builds only), which records calls and
+//! serves a scripted machine instead of making them.
 
 pub mod efivarfs;
 pub mod kexec;
 pub mod net;
 
+#[cfg(test)]
+pub mod fake;
+
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
+use std::time::Duration;
 
+use rustix::fs::MemfdFlags;
+use rustix::io::Errno;
 use rustix::mount::MountFlags;
 use rustix::system::RebootCommand;
+
+/// A failed syscall: what was being done, and the error with its errno
+/// intact (so callers can still tell `EBUSY` from `ENOENT`).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Error {
+    /// What was being done (`mounting proc on /proc`).
+    pub what: String,
+    /// The error; `raw_os_error()` is the errno when there is one.
+    #[source]
+    pub source: io::Error,
+}
+
+impl Error {
+    /// An error from an errno.
+    pub fn errno(what: impl Into<String>, errno: Errno) -> Self {
+        Error {
+            what: what.into(),
+            source: io::Error::from_raw_os_error(errno.raw_os_error()),
+        }
+    }
+
+    /// An error from an `io::Error`.
+    pub fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Error {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// The errno, if the kernel gave one.
+    pub fn raw_errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+/// Shorthand for results of [`Sys`] calls.
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// What the kernel is asked to do at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,27 +69,55 @@ pub enum Power {
     Kexec,
     /// Restart the machine.
     Restart,
-    /// Power off.
-    PowerOff,
 }
 
-/// The kernel interface used by the boot environment.
-pub trait Sys {
-    /// `mount(2)`; the error names source, target and type.
-    fn mount(&self, source: &str, target: &str, fstype: &str, data: Option<&str>)
-        -> io::Result<()>;
+/// A UDP socket bound to one interface (DHCP before the link has an
+/// address).
+pub trait Datagram: Send {
+    /// Send one datagram.
+    fn send_to(&self, buf: &[u8], to: SocketAddrV4) -> io::Result<usize>;
+    /// Receive one datagram, waiting at most `timeout`; `Ok(None)` when
+    /// nothing came.
+    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>>;
+}
+
+/// The kernel interface used by the boot environment and by `wyrcan kexec`.
+pub trait Sys: Sync {
+    /// `mount(2)`.
+    fn mount(&self, source: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<()>;
     /// `finit_module(2)` of the module file at `path`; already loaded is Ok.
-    fn load_module(&self, path: &Path) -> io::Result<()>;
+    fn load_module(&self, path: &Path) -> Result<()>;
     /// `kexec_file_load(2)`.
-    fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> io::Result<()>;
+    fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> Result<()>;
     /// `reboot(2)` after `sync(2)`; returns only on failure.
-    fn power(&self, how: Power) -> io::Error;
+    fn power(&self, how: Power) -> Error;
+    /// An anonymous in-memory file (`memfd_create(2)`).
+    fn memfd(&self, name: &str) -> Result<File>;
+    /// The running kernel's release (`uname -r`).
+    fn kernel_release(&self) -> String;
+    /// Four random bytes from the kernel (`getrandom(2)`).
+    fn random_u32(&self) -> u32;
     /// Bring a link up.
-    fn link_up(&self, iface: &str) -> io::Result<()>;
+    fn link_up(&self, iface: &str) -> Result<()>;
     /// Give a link an IPv4 address.
-    fn set_ipv4(&self, iface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()>;
+    fn set_ipv4(&self, iface: &str, addr: Ipv4Addr, prefix_len: u8) -> Result<()>;
     /// Add a default route through `gateway`.
-    fn default_route(&self, iface: &str, gateway: Ipv4Addr) -> io::Result<()>;
+    fn default_route(&self, iface: &str, gateway: Ipv4Addr) -> Result<()>;
+    /// A broadcast-capable UDP socket on port 68 of `iface`.
+    fn dhcp_socket(&self, iface: &str) -> Result<Box<dyn Datagram>>;
+    /// A whole file of `/proc`, `/sys`, efivarfs or the initramfs.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The names in a directory (unsorted).
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+    /// Create or replace a file in one write (`/etc/resolv.conf`).
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    /// Create or replace an EFI variable file: clears the immutable flag
+    /// first, then writes attributes + payload in one write.
+    fn efivar_write(&self, dir: &Path, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Delete an EFI variable file (immutable flag cleared first); absent is fine.
+    fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()>;
 }
 
 /// The real kernel.
@@ -51,129 +125,151 @@ pub trait Sys {
 pub struct LinuxSys;
 
 impl Sys for LinuxSys {
-    fn mount(
-        &self,
-        source: &str,
-        target: &str,
-        fstype: &str,
-        data: Option<&str>,
-    ) -> io::Result<()> {
-        let data = data.map(CString::new).transpose()?;
-        rustix::mount::mount(source, target, fstype, MountFlags::empty(), data.as_deref()).map_err(
-            |e| {
-                io::Error::new(
-                    io::Error::from(e).kind(),
-                    format!("mounting {fstype} {source} on {target}: {e}"),
-                )
-            },
-        )
+    fn mount(&self, source: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<()> {
+        let what = || format!("mounting {fstype} {source} on {target}");
+        // The initramfs may lack the mount point; a failure shows in mount.
+        let _ = std::fs::create_dir_all(target);
+        let data = data
+            .map(CString::new)
+            .transpose()
+            .map_err(|e| Error::io(what(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        rustix::mount::mount(source, target, fstype, MountFlags::empty(), data.as_deref())
+            .map_err(|e| Error::errno(what(), e))
     }
 
-    fn load_module(&self, path: &Path) -> io::Result<()> {
-        let f = File::open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+    fn load_module(&self, path: &Path) -> Result<()> {
+        let what = || format!("loading module {}", path.display());
+        let f = File::open(path).map_err(|e| Error::io(what(), e))?;
         match rustix::system::finit_module(&f, c"", 0) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-            Err(e) => Err(io::Error::new(
-                io::Error::from(e).kind(),
-                format!("loading module {}: {e}", path.display()),
-            )),
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(Error::errno(what(), e)),
         }
     }
 
-    fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> io::Result<()> {
+    fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> Result<()> {
         kexec::file_load(kernel, initrd, cmdline)
     }
 
-    fn power(&self, how: Power) -> io::Error {
+    fn power(&self, how: Power) -> Error {
         rustix::fs::sync();
         let cmd = match how {
             Power::Kexec => RebootCommand::Kexec,
             Power::Restart => RebootCommand::Restart,
-            Power::PowerOff => RebootCommand::PowerOff,
         };
+        let what = format!("reboot(2) {how:?}");
         match rustix::system::reboot(cmd) {
-            Ok(()) => io::Error::other("reboot(2) returned"),
-            Err(e) => io::Error::new(io::Error::from(e).kind(), format!("reboot(2) {how:?}: {e}")),
+            Ok(()) => Error::io(what, io::Error::other("returned")),
+            Err(e) => Error::errno(what, e),
         }
     }
 
-    fn link_up(&self, iface: &str) -> io::Result<()> {
+    fn memfd(&self, name: &str) -> Result<File> {
+        rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)
+            .map(File::from)
+            .map_err(|e| Error::errno(format!("creating an in-memory file for the {name}"), e))
+    }
+
+    fn kernel_release(&self) -> String {
+        rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn random_u32(&self) -> u32 {
+        let mut b = [0u8; 4];
+        // GRND_INSECURE: never blocks on an entropy pool that is still
+        // filling at boot; a DHCP transaction id needs no more.
+        match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::INSECURE) {
+            Ok(4) => u32::from_ne_bytes(b),
+            // Kernels before 5.6 lack GRND_INSECURE: the time will do.
+            _ => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32)),
+        }
+    }
+
+    fn link_up(&self, iface: &str) -> Result<()> {
         net::link_up(iface)
     }
 
-    fn set_ipv4(&self, iface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+    fn set_ipv4(&self, iface: &str, addr: Ipv4Addr, prefix_len: u8) -> Result<()> {
         net::set_ipv4(iface, addr, prefix_len)
     }
 
-    fn default_route(&self, iface: &str, gateway: Ipv4Addr) -> io::Result<()> {
+    fn default_route(&self, iface: &str, gateway: Ipv4Addr) -> Result<()> {
         net::default_route(iface, gateway)
+    }
+
+    fn dhcp_socket(&self, iface: &str) -> Result<Box<dyn Datagram>> {
+        Ok(Box::new(net::dhcp_socket(iface)?))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, data)
+    }
+
+    fn efivar_write(&self, dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
+        efivarfs::write(dir, name, data)
+    }
+
+    fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()> {
+        efivarfs::remove(dir, name)
     }
 }
 
-/// A [`Sys`] that records calls, for tests.
-pub mod fake {
+#[cfg(test)]
+mod tests {
     use super::*;
-    use std::sync::Mutex;
 
-    /// Records every call as a line of text.
-    #[derive(Debug, Default)]
-    pub struct FakeSys {
-        /// Calls made, in order.
-        pub calls: Mutex<Vec<String>>,
+    #[test]
+    fn mount_errors_keep_their_errno() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().to_str().unwrap();
+        let e = LinuxSys
+            .mount("none", target, "wyrcan-no-such-fs", None)
+            .unwrap_err();
+        // ENODEV as root, EPERM without privileges: an errno either way.
+        assert!(
+            matches!(e.raw_errno(), Some(libc::ENODEV) | Some(libc::EPERM)),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("mounting wyrcan-no-such-fs none on "),
+            "{e}"
+        );
     }
 
-    impl FakeSys {
-        fn rec(&self, s: String) {
-            self.calls.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-        }
-
-        /// The calls so far.
-        pub fn calls(&self) -> Vec<String> {
-            self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
-        }
+    #[test]
+    fn random_numbers_differ() {
+        let a: Vec<u32> = (0..4).map(|_| LinuxSys.random_u32()).collect();
+        assert!(a.windows(2).any(|w| w[0] != w[1]), "{a:?}");
     }
 
-    impl Sys for FakeSys {
-        fn mount(
-            &self,
-            source: &str,
-            target: &str,
-            fstype: &str,
-            data: Option<&str>,
-        ) -> io::Result<()> {
-            self.rec(format!(
-                "mount {source} {target} {fstype} {}",
-                data.unwrap_or("-")
-            ));
-            Ok(())
-        }
-        fn load_module(&self, path: &Path) -> io::Result<()> {
-            self.rec(format!("load_module {}", path.display()));
-            Ok(())
-        }
-        fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> io::Result<()> {
-            let (k, i) = (kernel.metadata()?.len(), initrd.metadata()?.len());
-            self.rec(format!(
-                "kexec_load kernel={k} initrd={i} cmdline={cmdline}"
-            ));
-            Ok(())
-        }
-        fn power(&self, how: Power) -> io::Error {
-            self.rec(format!("power {how:?}"));
-            io::Error::other("fake power")
-        }
-        fn link_up(&self, iface: &str) -> io::Result<()> {
-            self.rec(format!("link_up {iface}"));
-            Ok(())
-        }
-        fn set_ipv4(&self, iface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
-            self.rec(format!("set_ipv4 {iface} {addr}/{prefix_len}"));
-            Ok(())
-        }
-        fn default_route(&self, iface: &str, gateway: Ipv4Addr) -> io::Result<()> {
-            self.rec(format!("default_route {iface} {gateway}"));
-            Ok(())
-        }
+    #[test]
+    fn memfds_are_files() {
+        use std::io::{Seek, Write};
+        let mut f = LinuxSys.memfd("test").unwrap();
+        f.write_all(b"abc").unwrap();
+        assert_eq!(f.stream_position().unwrap(), 3);
+        assert_eq!(f.metadata().unwrap().len(), 3);
     }
 }

@@ -2,31 +2,37 @@
 //! socket bound to one device for DHCP. Why ioctls and not rtnetlink: the
 //! boot environment needs exactly "link up, one IPv4 address, one default
 //! route", which these do in a few calls with nothing to parse back.
+//! rustix has no wrappers for these ioctls nor for `SO_BINDTODEVICE`: those
+//! stay raw `libc` calls; everything else is rustix.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use super::{Datagram, Error, Result};
 
 fn ctl_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is owned immediately.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
 }
 
-fn ifreq(iface: &str) -> io::Result<libc::ifreq> {
+fn ifreq(iface: &str) -> Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { mem::zeroed() };
     let name = iface.as_bytes();
     if name.is_empty() || name.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
+        return Err(Error::io(
             format!("bad interface name {iface:?}"),
+            io::ErrorKind::InvalidInput.into(),
         ));
     }
     for (d, s) in req.ifr_name.iter_mut().zip(name) {
@@ -41,13 +47,15 @@ fn ioctl(
     req: &mut libc::ifreq,
     what: &str,
     iface: &str,
-) -> io::Result<()> {
+) -> Result<()> {
     // SAFETY: `req` is a valid, initialized ifreq that lives across the call;
     // these SIOC* requests read or write only within it.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), op as _, req as *mut libc::ifreq) };
     if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{what} on {iface}: {e}")));
+        return Err(Error::io(
+            format!("{what} on {iface}"),
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -67,8 +75,8 @@ fn sockaddr_in(addr: Ipv4Addr) -> libc::sockaddr {
 }
 
 /// Set IFF_UP.
-pub fn link_up(iface: &str) -> io::Result<()> {
-    let fd = ctl_socket()?;
+pub fn link_up(iface: &str) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
     let mut req = ifreq(iface)?;
     ioctl(&fd, libc::SIOCGIFFLAGS, &mut req, "reading flags", iface)?;
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
@@ -77,8 +85,8 @@ pub fn link_up(iface: &str) -> io::Result<()> {
 }
 
 /// Assign `addr/prefix_len`.
-pub fn set_ipv4(iface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
-    let fd = ctl_socket()?;
+pub fn set_ipv4(iface: &str, addr: Ipv4Addr, prefix_len: u8) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
     let mut req = ifreq(iface)?;
     req.ifr_ifru.ifru_addr = sockaddr_in(addr);
     ioctl(
@@ -105,10 +113,14 @@ pub fn set_ipv4(iface: &str, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
 }
 
 /// Route 0.0.0.0/0 via `gateway` on `iface`.
-pub fn default_route(iface: &str, gateway: Ipv4Addr) -> io::Result<()> {
-    let fd = ctl_socket()?;
-    let dev =
-        std::ffi::CString::new(iface).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+pub fn default_route(iface: &str, gateway: Ipv4Addr) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
+    let dev = std::ffi::CString::new(iface).map_err(|_| {
+        Error::io(
+            format!("bad interface name {iface:?}"),
+            io::ErrorKind::InvalidInput.into(),
+        )
+    })?;
     // SAFETY: rtentry is plain old data; all-zero is valid.
     let mut rt: libc::rtentry = unsafe { mem::zeroed() };
     rt.rt_dst = sockaddr_in(Ipv4Addr::UNSPECIFIED);
@@ -130,9 +142,9 @@ pub fn default_route(iface: &str, gateway: Ipv4Addr) -> io::Result<()> {
         if e.raw_os_error() == Some(libc::EEXIST) {
             return Ok(());
         }
-        return Err(io::Error::new(
-            e.kind(),
-            format!("adding a default route via {gateway} on {iface}: {e}"),
+        return Err(Error::io(
+            format!("adding a default route via {gateway} on {iface}"),
+            e,
         ));
     }
     Ok(())
@@ -140,56 +152,56 @@ pub fn default_route(iface: &str, gateway: Ipv4Addr) -> io::Result<()> {
 
 /// A UDP socket on port 68 of one interface, allowed to broadcast: what a
 /// DHCP client needs before the interface has an address.
-pub fn dhcp_socket(iface: &str) -> io::Result<UdpSocket> {
-    // SAFETY: plain socket(2); owned immediately below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor, nobody else owns it.
-    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    let set = |level, opt, val: *const libc::c_void, len: usize, what: &str| -> io::Result<()> {
-        // SAFETY: `val` points to `len` readable bytes for the call's duration.
-        let rc =
-            unsafe { libc::setsockopt(sock.as_raw_fd(), level, opt, val, len as libc::socklen_t) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("{what} on {iface}: {e}")));
-        }
-        Ok(())
-    };
-    let p = &one as *const libc::c_int as *const libc::c_void;
-    let n = mem::size_of::<libc::c_int>();
-    set(libc::SOL_SOCKET, libc::SO_REUSEADDR, p, n, "SO_REUSEADDR")?;
-    set(libc::SOL_SOCKET, libc::SO_BROADCAST, p, n, "SO_BROADCAST")?;
-    set(
-        libc::SOL_SOCKET,
-        libc::SO_BINDTODEVICE,
-        iface.as_ptr() as *const libc::c_void,
-        iface.len(),
-        "SO_BINDTODEVICE",
-    )?;
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 68u16.to_be(),
-        sin_addr: libc::in_addr { s_addr: 0 },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: addr is a valid sockaddr_in of the size passed.
+pub fn dhcp_socket(iface: &str) -> Result<UdpSocket> {
+    let fail = |what: &str, e: io::Error| Error::io(format!("{what} on {iface}"), e);
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| fail("opening a DHCP socket", e.into()))?;
+    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)
+        .map_err(|e| fail("SO_REUSEADDR", e.into()))?;
+    rustix::net::sockopt::set_socket_broadcast(&fd, true)
+        .map_err(|e| fail("SO_BROADCAST", e.into()))?;
+    // SAFETY: `iface` points to `iface.len()` readable bytes for the
+    // call's duration; the kernel copies them.
     let rc = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            &addr as *const libc::sockaddr_in as *const libc::sockaddr,
-            mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            iface.as_ptr() as *const libc::c_void,
+            iface.len() as libc::socklen_t,
         )
     };
     if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("binding UDP port 68 on {iface}: {e}"),
-        ));
+        return Err(fail("SO_BINDTODEVICE", io::Error::last_os_error()));
     }
-    Ok(sock)
+    rustix::net::bind(&fd, &SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68))
+        .map_err(|e| fail("binding UDP port 68", e.into()))?;
+    Ok(UdpSocket::from(fd))
+}
+
+impl Datagram for UdpSocket {
+    fn send_to(&self, buf: &[u8], to: SocketAddrV4) -> io::Result<usize> {
+        UdpSocket::send_to(self, buf, to)
+    }
+
+    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        self.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        match self.recv_from(buf) {
+            Ok((n, _)) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }

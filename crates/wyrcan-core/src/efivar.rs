@@ -27,12 +27,11 @@ pub const ATTRIBUTES: u32 = NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS;
 /// The config format this code writes and reads.
 pub const VERSION: u32 = 1;
 
-/// systemd-boot's vendor GUID (the Boot Loader Interface).
-pub const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
-/// efivarfs file name of the menu entry systemd-boot booted (UTF-16LE).
-pub const LOADER_ENTRY_SELECTED: &str = "LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
-/// efivarfs file name that selects a menu entry for the next boot only (UTF-16LE).
-pub const LOADER_ENTRY_ONESHOT: &str = "LoaderEntryOneShot-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+/// Said before every write: the same warning the boot environment shows.
+pub const FIRMWARE_WARNING: &str = "\
+Wyrcan is about to write a variable into this machine's EFI NVRAM. Some
+firmware handles variable writes badly (rarely, it stops booting until a
+reset of the NVRAM/CMOS). Every later boot without wyrcan.img will use it.";
 
 /// The efivarfs file name of Wyrcan's variable: `Wyrcan-6987e713-a5ff-4ec2-ad55-c1fca471ed2d`.
 pub fn file_name() -> String {
@@ -197,30 +196,6 @@ impl StoredConfig {
     }
 }
 
-/// A UTF-16LE string as systemd-boot stores it (e.g. the value of
-/// `LoaderEntrySelected`), up to its first NUL; `None` for an odd length or
-/// invalid UTF-16.
-pub fn decode_utf16le(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 {
-        return None;
-    }
-    let units: Vec<u16> = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .take_while(|&u| u != 0)
-        .collect();
-    String::from_utf16(&units).ok()
-}
-
-/// A string as UTF-16LE with the terminating NUL systemd-boot expects
-/// (e.g. for `LoaderEntryOneShot`).
-pub fn encode_utf16le(s: &str) -> Vec<u8> {
-    s.encode_utf16()
-        .chain(std::iter::once(0))
-        .flat_map(u16::to_le_bytes)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,14 +218,6 @@ mod tests {
     fn names_and_attributes() {
         assert_eq!(file_name(), "Wyrcan-6987e713-a5ff-4ec2-ad55-c1fca471ed2d");
         assert_eq!(ATTRIBUTES, 7);
-        assert_eq!(
-            LOADER_ENTRY_SELECTED,
-            format!("LoaderEntrySelected-{LOADER_GUID}")
-        );
-        assert_eq!(
-            LOADER_ENTRY_ONESHOT,
-            format!("LoaderEntryOneShot-{LOADER_GUID}")
-        );
     }
 
     #[test]
@@ -377,34 +344,5 @@ mod tests {
             ..WyrcanArgs::default()
         };
         assert_eq!(StoredConfig::from_args(&empty), None);
-    }
-
-    #[test]
-    fn utf16le() {
-        // What systemd-boot writes to LoaderEntrySelected: "wyrcan.conf" and a NUL.
-        let mut selected: Vec<u8> = "wyrcan.conf".bytes().flat_map(|b| [b, 0]).collect();
-        selected.extend_from_slice(&[0, 0]);
-        assert_eq!(decode_utf16le(&selected).as_deref(), Some("wyrcan.conf"));
-        assert_eq!(encode_utf16le("wyrcan.conf"), selected);
-        assert_eq!(
-            decode_utf16le(&selected[..selected.len() - 2]).as_deref(),
-            Some("wyrcan.conf")
-        );
-        assert_eq!(decode_utf16le(b"").as_deref(), Some(""));
-        assert_eq!(decode_utf16le(&[0, 0]).as_deref(), Some(""));
-        assert_eq!(
-            decode_utf16le(&[b'a', 0, 0, 0, b'b', 0]).as_deref(),
-            Some("a")
-        );
-        assert_eq!(
-            decode_utf16le(&encode_utf16le("Wyrcan ✓ 𝄞")).as_deref(),
-            Some("Wyrcan ✓ 𝄞")
-        );
-        assert_eq!(decode_utf16le(&[b'a', 0, b'b']), None, "odd length");
-        assert_eq!(
-            decode_utf16le(&[0x00, 0xd8, b'a', 0]),
-            None,
-            "lone surrogate"
-        );
     }
 }

@@ -178,6 +178,29 @@ pub fn image_cmdline(file: Option<&[u8]>, init: &InitArg) -> String {
     parts.join(" ")
 }
 
+/// Bytes of a bzImage that [`cmdline_limit`] needs.
+pub const SETUP_HEADER_LEN: usize = 0x240;
+
+/// The longest cmdline (in bytes, without the terminating NUL) an x86
+/// bzImage accepts, from its setup header (Documentation/arch/x86/boot.rst:
+/// `cmdline_size` at 0x238 from boot protocol 2.06; 255 before). `None`
+/// when `header` is not a bzImage setup header. `kexec_file_load` answers
+/// `EINVAL` to a longer one, which reads like a memory problem: checking
+/// first gives the real reason.
+pub fn cmdline_limit(header: &[u8]) -> Option<usize> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(header.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(header.get(o..o + 4)?.try_into().ok()?));
+    if u16_at(0x1fe)? != 0xaa55 || header.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    if u16_at(0x206)? < 0x0206 {
+        return Some(255);
+    }
+    let size = u32_at(0x238)? as usize;
+    // kexec counts the terminating NUL against `cmdline_size`.
+    Some(size.saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +284,19 @@ mod tests {
             "quiet ro rdinit=/sbin/init"
         );
         assert_eq!(image_cmdline(None, &InitArg::Init), "");
+    }
+
+    #[test]
+    fn cmdline_limit_from_the_setup_header() {
+        let mut h = vec![0u8; SETUP_HEADER_LEN];
+        assert_eq!(cmdline_limit(&h), None);
+        h[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        h[0x202..0x206].copy_from_slice(b"HdrS");
+        h[0x206..0x208].copy_from_slice(&0x0205u16.to_le_bytes());
+        assert_eq!(cmdline_limit(&h), Some(255));
+        h[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        h[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes());
+        assert_eq!(cmdline_limit(&h), Some(2047));
+        assert_eq!(cmdline_limit(&h[..0x200]), None);
     }
 }

@@ -215,11 +215,6 @@ impl ModuleIndex {
         out
     }
 
-    /// Whether `name` is built into the kernel (listed in `modules.builtin`).
-    pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains(&normalize_name(name))
-    }
-
     /// Adds the text of `modules.softdep` (`softdep MOD pre: A B post: C`):
     /// modules that are not symbol dependencies but that a module needs to
     /// work, e.g. `r8169` needs the `realtek` PHY driver and `libcrc32c` a
@@ -825,11 +820,8 @@ mod tests {
     #[test]
     fn builtins_need_no_loading() {
         let real = amd64();
-        assert!(real.index.is_builtin("unix"));
-        // modules.builtin writes amd-uncore.ko; either spelling is the same module.
-        assert!(real.index.is_builtin("amd_uncore"));
-        assert!(real.index.is_builtin("amd-uncore"));
-        assert!(!real.index.is_builtin("virtio_net"));
+        // modules.builtin writes amd-uncore.ko; either spelling is the same
+        // built-in module, and built-ins are never loaded.
         assert_eq!(
             real.index
                 .load_order(&strings(&["unix", "amd-uncore", "failover", "af_packet"]))

@@ -76,9 +76,7 @@ pub enum ReferenceError {
         host: String,
     },
     /// A path component breaks the `[a-z0-9]+` with `.`, `_`, `__` or `-` separators rule.
-    #[error(
-        "image reference {reference:?}: path component {component:?} is invalid (use lowercase letters and digits, separated by '.', '_', '__' or dashes; {EXPECTED})"
-    )]
+    #[error("image reference {reference:?}: {}", path_problem(component))]
     InvalidPath {
         /// The reference as given.
         reference: String,
@@ -113,6 +111,18 @@ pub enum ReferenceError {
         /// Its length.
         len: usize,
     },
+}
+
+fn path_problem(component: &str) -> String {
+    if component.is_empty() {
+        format!(
+            "the path has an empty component (a '//', or nothing before ':' or '@'; {EXPECTED})"
+        )
+    } else {
+        format!(
+            "path component {component:?} is invalid (use lowercase letters and digits, separated by '.', '_', '__' or dashes; {EXPECTED})"
+        )
+    }
 }
 
 impl Reference {
@@ -198,6 +208,14 @@ impl FromStr for Reference {
         };
         let reference = || s.to_string();
 
+        // An empty component (`a//b`, `Host//r`) is named before case is
+        // judged: `Bad//Ref` is wrong for its `//`, whatever its letters.
+        if path.split('/').any(str::is_empty) {
+            return Err(ReferenceError::InvalidPath {
+                reference: reference(),
+                component: String::new(),
+            });
+        }
         // Checked before the grammar, as upstream does, so `Foo` gets the
         // helpful message rather than "invalid path component".
         if path.to_lowercase() != path {
@@ -803,6 +821,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("[host[:port]/]path"));
+        // The `//` is the fault, not the capital letters around it.
+        let msg = parse("Bad//Ref").unwrap_err().to_string();
+        assert!(msg.contains("empty component"), "{msg}");
+        assert!(!msg.contains("lowercase"), "{msg}");
     }
 
     #[test]

@@ -10,21 +10,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use wyrcan_core::efivar::{self, StoredConfig};
+use wyrcan_core::efivar::{self, StoredConfig, FIRMWARE_WARNING};
 use wyrcan_core::ipconfig;
 use wyrcan_core::reference::Reference;
 
-use crate::cli::PullArgs;
+use crate::pull::PullOptions;
 use crate::sys::efivarfs;
 
 /// What `efivarfs` reports as its filesystem type (`EFIVARFS_MAGIC`).
 const EFIVARFS_MAGIC: u64 = 0xde5e_81e4;
-
-/// Said before every write: the same warning the boot environment shows.
-pub const FIRMWARE_WARNING: &str = "\
-Wyrcan is about to write a variable into this machine's EFI NVRAM. Some
-firmware handles variable writes badly (rarely, it stops booting until a
-reset of the NVRAM/CMOS). Every later boot without wyrcan.img will use it.";
 
 /// `wyrcan efi`.
 #[derive(Debug, Args)]
@@ -195,15 +189,12 @@ fn validate(w: &WriteArgs) -> Result<StoredConfig> {
 fn write(dir: &Path, w: &WriteArgs, input: &mut dyn BufRead, msg: &mut dyn Write) -> Result<()> {
     let cfg = validate(w)?;
     if w.check {
-        let pull = PullArgs {
+        let opts = PullOptions {
             insecure: w.insecure.clone(),
-            ca: Vec::new(),
-            platform: None,
-            creds: None,
-            jobs: 1,
-            tmpdir: None,
+            ..PullOptions::default()
         };
-        let resolved = crate::cli::resolve_only(&w.image, &pull)
+        let reference = super::pull::reference(&w.image)?;
+        let resolved = crate::pull::resolve_only(&reference, &opts)
             .with_context(|| format!("checking {} (drop --check to store it anyway)", w.image))?;
         writeln!(
             msg,
@@ -281,8 +272,8 @@ fn io_error(e: io::Error, path: &Path, doing: &str) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Cmd, Opt};
     use super::*;
-    use crate::cli::{Cmd, Opt};
     use clap::Parser;
 
     fn parse(args: &[&str]) -> EfiArgs {

@@ -12,11 +12,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use wyrcan_core::cmdline::WyrcanArgs;
 use wyrcan_core::dhcp::{self, Lease};
-use wyrcan_core::ipconfig::{self, IpConfig};
+use wyrcan_core::ipconfig::IpConfig;
 
-use crate::sys::{self, Sys};
+use super::config::NetConfig;
+use crate::sys::Sys;
 
 const CLASS_NET: &str = "/sys/class/net";
 /// How long links get to report carrier after being brought up.
@@ -33,11 +33,10 @@ pub struct Link {
     pub mac: [u8; 6],
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
+fn read(sys: &dyn Sys, path: &Path) -> String {
+    sys.read(path)
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -50,34 +49,31 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 }
 
 /// Ethernet links (ARPHRD_ETHER), sorted by name.
-pub fn links(class_net: &Path) -> Vec<Link> {
+pub fn links(sys: &dyn Sys, class_net: &Path) -> Vec<Link> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir(class_net) else {
+    let Ok(names) = sys.read_dir(class_net) else {
         return out;
     };
-    for e in dir.flatten() {
-        let p = e.path();
-        if read(&p.join("type")) != "1" {
+    for name in names {
+        let p = class_net.join(&name);
+        if read(sys, &p.join("type")) != "1" {
             continue;
         }
-        if let Some(mac) = parse_mac(&read(&p.join("address"))) {
-            out.push(Link {
-                name: e.file_name().to_string_lossy().into_owned(),
-                mac,
-            });
+        if let Some(mac) = parse_mac(&read(sys, &p.join("address"))) {
+            out.push(Link { name, mac });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 
-fn has_carrier(name: &str) -> bool {
-    read(&Path::new(CLASS_NET).join(name).join("carrier")) == "1"
+fn has_carrier(sys: &dyn Sys, name: &str) -> bool {
+    read(sys, &Path::new(CLASS_NET).join(name).join("carrier")) == "1"
 }
 
 /// Bring the network up as `cfg` says.
-pub fn up(sys: &dyn Sys, cfg: &WyrcanArgs) -> Result<()> {
-    let all = links(Path::new(CLASS_NET));
+pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<()> {
+    let all = links(sys, Path::new(CLASS_NET));
     if all.is_empty() {
         bail!(
             "no Ethernet interface found: the NIC's driver may be missing from the boot environment \
@@ -92,7 +88,7 @@ pub fn up(sys: &dyn Sys, cfg: &WyrcanArgs) -> Result<()> {
     while Instant::now() < deadline {
         with_carrier = all
             .iter()
-            .filter(|l| has_carrier(&l.name))
+            .filter(|l| has_carrier(sys, &l.name))
             .cloned()
             .collect();
         if !with_carrier.is_empty() {
@@ -110,10 +106,7 @@ pub fn up(sys: &dyn Sys, cfg: &WyrcanArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut configs = Vec::new();
-    for s in &cfg.ip {
-        configs.push(ipconfig::parse(s).map_err(|e| anyhow!("ip={s}: {e}"))?);
-    }
+    let mut configs = cfg.ip.clone();
     if configs.is_empty() {
         configs.push(IpConfig::Dhcp { iface: None });
     }
@@ -148,16 +141,14 @@ pub fn up(sys: &dyn Sys, cfg: &WyrcanArgs) -> Result<()> {
                         names.join(", ")
                     );
                 }
-                let (link, lease) = dhcp_any(&candidates)?;
+                let (link, lease) = dhcp_any(sys, &candidates)?;
                 apply(sys, &link.name, &lease)?;
                 dns.extend(lease.dns.iter().map(|a| IpAddr::V4(*a)));
             }
         }
     }
-    for n in &cfg.nameservers {
-        dns.push(ipconfig::parse_nameserver(n).map_err(|e| anyhow!("nameserver={n}: {e}"))?);
-    }
-    write_resolv_conf(&dns)
+    dns.extend(&cfg.nameservers);
+    write_resolv_conf(sys, &dns)
 }
 
 fn pick<'a>(with_carrier: &'a [Link], all: &'a [Link]) -> Result<&'a Link> {
@@ -185,71 +176,64 @@ fn apply(sys: &dyn Sys, iface: &str, lease: &Lease) -> Result<()> {
     Ok(())
 }
 
-fn write_resolv_conf(dns: &[IpAddr]) -> Result<()> {
+fn write_resolv_conf(sys: &dyn Sys, dns: &[IpAddr]) -> Result<()> {
     let mut text = String::new();
     for d in dns {
         text.push_str(&format!("nameserver {d}\n"));
     }
-    std::fs::create_dir_all("/etc").ok();
-    std::fs::write("/etc/resolv.conf", text).context("writing /etc/resolv.conf")
+    sys.write(Path::new("/etc/resolv.conf"), text.as_bytes())
+        .context("writing /etc/resolv.conf")
 }
 
 /// DHCP on every candidate at once; the first lease wins.
-fn dhcp_any(candidates: &[Link]) -> Result<(Link, Lease)> {
+fn dhcp_any(sys: &dyn Sys, candidates: &[Link]) -> Result<(Link, Lease)> {
     let (tx, rx) = mpsc::channel();
-    for link in candidates {
-        let link = link.clone();
-        let tx = tx.clone();
-        // Losers keep running until their own timeout; they hold nothing
-        // but a socket.
-        std::thread::spawn(move || {
-            let res = dhcp_one(&link);
-            let _ = tx.send((link, res));
-        });
-    }
-    drop(tx);
-    let mut errors = Vec::new();
-    for (link, res) in rx.iter() {
-        match res {
-            Ok(lease) => return Ok((link, lease)),
-            Err(e) => errors.push(format!("{}: {e:#}", link.name)),
+    std::thread::scope(|s| {
+        for link in candidates {
+            let tx = tx.clone();
+            let xid = sys.random_u32();
+            s.spawn(move || {
+                let res = dhcp_one(sys, link, xid);
+                let _ = tx.send((link.clone(), res));
+            });
         }
-    }
-    Err(anyhow!(
-        "no DHCP lease ({}): check the cable and that a DHCP server serves this network, or set a static address with ip=",
-        errors.join("; ")
-    ))
+        drop(tx);
+        let mut errors = Vec::new();
+        for (link, res) in rx.iter() {
+            match res {
+                Ok(lease) => return Ok((link, lease)),
+                Err(e) => errors.push(format!("{}: {e:#}", link.name)),
+            }
+        }
+        Err(anyhow!(
+            "no DHCP lease ({}): check the cable and that a DHCP server serves this network, or set a static address with ip=",
+            errors.join("; ")
+        ))
+    })
 }
 
-fn dhcp_one(link: &Link) -> Result<Lease> {
-    let sock = sys::net::dhcp_socket(&link.name)?;
+fn dhcp_one(sys: &dyn Sys, link: &Link, xid: u32) -> Result<Lease> {
+    let sock = sys.dhcp_socket(&link.name)?;
     let server = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
-    let xid = u32::from_be_bytes([link.mac[2], link.mac[3], link.mac[4], link.mac[5]])
-        ^ (std::process::id() << 16)
-        ^ Instant::now().elapsed().subsec_nanos();
     let start = Instant::now();
     let mut client = dhcp::Client::new(link.mac, xid);
     let first = client.start(start.elapsed());
     sock.send_to(&first, server)
         .with_context(|| format!("sending DHCPDISCOVER on {}", link.name))?;
-    tracing::debug!("{}: DHCPDISCOVER sent", link.name);
+    tracing::debug!("{}: DHCPDISCOVER sent, xid {xid:#010x}", link.name);
     let mut buf = vec![0u8; 1500];
     while start.elapsed() < DHCP_TIMEOUT {
-        sock.set_read_timeout(Some(Duration::from_millis(500)))?;
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) => match client.on_packet(&buf[..n], start.elapsed()) {
+        let got = sock
+            .recv(&mut buf, Duration::from_millis(500))
+            .with_context(|| format!("receiving DHCP replies on {}", link.name))?;
+        if let Some(n) = got {
+            match client.on_packet(&buf[..n], start.elapsed()) {
                 Some(dhcp::Action::Send(pkt)) => {
                     sock.send_to(&pkt, server)?;
                 }
                 Some(dhcp::Action::Bound(lease)) => return Ok(lease),
                 None => {}
-            },
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e).context("receiving DHCP replies"),
+            }
         }
         if let Some(pkt) = client.on_timeout(start.elapsed()) {
             sock.send_to(&pkt, server)?;
@@ -274,21 +258,79 @@ mod tests {
 
     #[test]
     fn links_from_a_fake_sysfs() {
-        let d = tempfile::tempdir().unwrap();
+        let sys = crate::sys::fake::FakeSys::default();
+        let d = Path::new("/sys/class/net");
         for (name, ty, mac) in [
             ("eth0", "1", "52:54:00:00:00:01"),
             ("lo", "772", "00:00:00:00:00:00"),
             ("enp1s0", "1", "52:54:00:00:00:02"),
         ] {
-            let p = d.path().join(name);
-            std::fs::create_dir(&p).unwrap();
-            std::fs::write(p.join("type"), format!("{ty}\n")).unwrap();
-            std::fs::write(p.join("address"), format!("{mac}\n")).unwrap();
+            let p = d.join(name);
+            sys.put(p.join("type"), format!("{ty}\n").as_bytes());
+            sys.put(p.join("address"), format!("{mac}\n").as_bytes());
         }
-        let l = links(d.path());
+        let l = links(&sys, d);
         assert_eq!(
             l.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
             ["enp1s0", "eth0"]
         );
+    }
+
+    #[test]
+    fn dhcp_lease_applied_with_a_random_xid() {
+        let mut sys = crate::sys::fake::FakeSys::default();
+        sys.dhcp_server = true;
+        sys.add_link("eth0", "52:54:00:12:34:56");
+        up(&sys, &NetConfig::default()).unwrap();
+        let calls = sys.calls();
+        let pos = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {calls:#?}"))
+        };
+        assert!(pos("link_up eth0") < pos("dhcp_socket eth0"));
+        // The xid is the kernel's random number, not derived from the MAC.
+        assert!(
+            calls[pos("dhcp Some(Discover)")].contains("xid=0x12345678"),
+            "{calls:?}"
+        );
+        assert!(pos("dhcp Some(Request)") < pos("set_ipv4 eth0 10.0.2.15/24"));
+        assert!(pos("set_ipv4") < pos("write /etc/resolv.conf"));
+        assert_eq!(sys.get("/etc/resolv.conf").unwrap(), b"");
+    }
+
+    #[test]
+    fn static_address_and_nameservers() {
+        let sys = crate::sys::fake::FakeSys::default();
+        sys.add_link("eth0", "52:54:00:12:34:56");
+        let cfg = NetConfig {
+            ip: vec![
+                wyrcan_core::ipconfig::parse("10.0.0.5::10.0.0.1:255.255.255.0:h:eth0:none")
+                    .unwrap(),
+            ],
+            nameservers: vec!["10.0.0.53".parse().unwrap()],
+        };
+        up(&sys, &cfg).unwrap();
+        let calls = sys.calls();
+        assert!(
+            calls.contains(&"set_ipv4 eth0 10.0.0.5/24".to_string()),
+            "{calls:?}"
+        );
+        assert!(
+            calls.contains(&"default_route eth0 10.0.0.1".to_string()),
+            "{calls:?}"
+        );
+        assert_eq!(
+            sys.get("/etc/resolv.conf").unwrap(),
+            b"nameserver 10.0.0.53\n"
+        );
+    }
+
+    #[test]
+    fn no_interface_says_why() {
+        let sys = crate::sys::fake::FakeSys::default();
+        let e = up(&sys, &NetConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("no Ethernet interface found"), "{e}");
     }
 }

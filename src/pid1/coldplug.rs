@@ -14,17 +14,20 @@ use wyrcan_core::modules::ModuleIndex;
 use crate::sys::Sys;
 
 /// Every modalias currently in `sys_root`/bus/*/devices/*/modalias.
-pub fn modaliases(sys_root: &Path) -> Vec<String> {
+pub fn modaliases(sys: &dyn Sys, sys_root: &Path) -> Vec<String> {
     let mut out = BTreeSet::new();
-    let Ok(buses) = std::fs::read_dir(sys_root.join("bus")) else {
+    let bus_dir = sys_root.join("bus");
+    let Ok(buses) = sys.read_dir(&bus_dir) else {
         return Vec::new();
     };
-    for bus in buses.flatten() {
-        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else {
+    for bus in buses {
+        let devices = bus_dir.join(bus).join("devices");
+        let Ok(devs) = sys.read_dir(&devices) else {
             continue;
         };
-        for dev in devs.flatten() {
-            if let Ok(a) = std::fs::read_to_string(dev.path().join("modalias")) {
+        for dev in devs {
+            if let Ok(a) = sys.read(&devices.join(dev).join("modalias")) {
+                let a = String::from_utf8_lossy(&a);
                 let a = a.trim();
                 if !a.is_empty() {
                     out.insert(a.to_string());
@@ -46,8 +49,8 @@ pub fn module_dir(release: &str) -> PathBuf {
 /// "no network", with the module named in the log.
 pub fn run(sys: &dyn Sys, sys_root: &Path, moddir: &Path, always: &[&str]) -> Result<Vec<String>> {
     let read = |name: &str| -> Result<String> {
-        match std::fs::read_to_string(moddir.join(name)) {
-            Ok(s) => Ok(s),
+        match sys.read(&moddir.join(name)) {
+            Ok(s) => Ok(String::from_utf8_lossy(&s).into_owned()),
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     && matches!(name, "modules.builtin" | "modules.softdep") =>
@@ -68,7 +71,7 @@ pub fn run(sys: &dyn Sys, sys_root: &Path, moddir: &Path, always: &[&str]) -> Re
     let mut seen_aliases: BTreeSet<String> = BTreeSet::new();
     let mut wanted: Vec<String> = always.iter().map(|s| s.to_string()).collect();
     for _pass in 0..5 {
-        for alias in modaliases(sys_root) {
+        for alias in modaliases(sys, sys_root) {
             if seen_aliases.insert(alias.clone()) {
                 wanted.extend(index.match_modalias(&alias));
             }
@@ -102,4 +105,60 @@ pub fn run(sys: &dyn Sys, sys_root: &Path, moddir: &Path, always: &[&str]) -> Re
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     Ok(loaded.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::FakeSys;
+
+    /// A virtio NIC: virtio_pci creates the virtio device that virtio_net
+    /// binds to, so a second pass finds it.
+    #[test]
+    fn loads_drivers_for_present_devices_with_dependencies() {
+        let sys = FakeSys::default();
+        let m = Path::new("/lib/modules/6.1.0-test");
+        sys.put(
+            m.join("modules.alias"),
+            b"alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\nalias virtio:d00000001v* virtio_net\n",
+        );
+        sys.put(
+            m.join("modules.dep"),
+            b"kernel/virtio_pci.ko: kernel/virtio_ring.ko\nkernel/virtio_ring.ko:\nkernel/virtio_net.ko: kernel/net_failover.ko\nkernel/net_failover.ko:\nkernel/efivarfs.ko:\n",
+        );
+        sys.put(
+            "/sys/bus/pci/devices/0000:00:03.0/modalias",
+            b"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n",
+        );
+        // Appears once virtio_pci is loaded; the fake has it from the start,
+        // and the loop must still load each module once.
+        sys.put(
+            "/sys/bus/virtio/devices/virtio0/modalias",
+            b"virtio:d00000001v00001AF4\n",
+        );
+        let loaded = run(&sys, Path::new("/sys"), m, &["efivarfs"]).unwrap();
+        let calls = sys.calls();
+        let order: Vec<&str> = calls
+            .iter()
+            .map(|c| c.rsplit('/').next().unwrap())
+            .collect();
+        let at = |m: &str| {
+            order
+                .iter()
+                .position(|o| *o == m)
+                .unwrap_or_else(|| panic!("{m} not loaded: {order:?}"))
+        };
+        assert_eq!(at("efivarfs.ko"), 0, "{order:?}");
+        assert!(at("virtio_ring.ko") < at("virtio_pci.ko"), "{order:?}");
+        assert!(at("net_failover.ko") < at("virtio_net.ko"), "{order:?}");
+        assert_eq!(order.len(), 5, "each module once: {order:?}");
+        assert_eq!(loaded.len(), 5, "{loaded:?}");
+    }
+
+    #[test]
+    fn a_missing_module_index_is_an_error() {
+        let sys = FakeSys::default();
+        let e = run(&sys, Path::new("/sys"), Path::new("/lib/modules/x"), &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("modules.alias"), "{e:#}");
+    }
 }

@@ -16,6 +16,26 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::termios::{self, LocalModes, OptionalActions};
 
+/// What PID 1 says and asks on its consoles; the real one is [`Console`],
+/// tests script the answers.
+pub trait Terminal: Sync {
+    /// Write text to every console.
+    fn say(&self, text: &str);
+    /// Read one line (blocking).
+    fn read_line(&self) -> String;
+    /// Ask a question; true only for `yes`.
+    fn confirm(&self, question: &str) -> bool {
+        self.say(&format!(
+            "{question} Type yes and press Enter to continue: "
+        ));
+        let answer = self.read_line();
+        self.say("\n");
+        answer.eq_ignore_ascii_case("yes")
+    }
+    /// Count down `secs` seconds; true if a key stopped it.
+    fn countdown(&self, what: &str, secs: u64) -> bool;
+}
+
 /// All console devices, shared by the logger and the prompts.
 #[derive(Clone)]
 pub struct Console {
@@ -78,9 +98,11 @@ impl Console {
             ins: Arc::new(ins),
         }
     }
+}
 
+impl Terminal for Console {
     /// Write text to every console; serial lines want `\r\n`.
-    pub fn say(&self, text: &str) {
+    fn say(&self, text: &str) {
         let text = text.replace('\n', "\r\n");
         let mut outs = self.outs.lock().unwrap_or_else(|e| e.into_inner());
         for o in outs.iter_mut() {
@@ -90,23 +112,13 @@ impl Console {
     }
 
     /// Read one line from whichever console completes one first (blocking).
-    pub fn read_line(&self) -> String {
+    fn read_line(&self) -> String {
         read_line_from(&self.ins)
-    }
-
-    /// Ask a question; true only for `yes`.
-    pub fn confirm(&self, question: &str) -> bool {
-        self.say(&format!(
-            "{question} Type yes and press Enter to continue: "
-        ));
-        let answer = self.read_line();
-        self.say("\n");
-        answer.eq_ignore_ascii_case("yes")
     }
 
     /// Count down `secs` seconds on the console; true if a key was pressed
     /// on any console.
-    pub fn countdown(&self, what: &str, secs: u64) -> bool {
+    fn countdown(&self, what: &str, secs: u64) -> bool {
         // Non-canonical mode so a single key counts, not only Enter.
         let saved: Vec<_> = self
             .ins

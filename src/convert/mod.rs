@@ -1,0 +1,171 @@
+//! Turning pulled layers into outputs: the flattened tree (first pass,
+//! from the layer indexes), then the second pass streaming each planned
+//! file from its layer into a [`Sink`](wyrcan_core::tree::Sink): the
+//! compressed frames of an initrd for `morph`/`kexec`/PID 1
+//! ([`frames`]), a directory for `unpack` ([`emit`] + [`dirsink`]).
+//!
+//! Threads in the second pass: per layer, one inflates the verified blob
+//! into a bounded pipe ([`pipe`]) and one parses the tar and compresses its
+//! own frames; up to four layers run at once. Nothing here holds more than
+//! a few MiB at once.
+
+pub mod dirsink;
+pub mod emit;
+pub mod frames;
+pub mod pipe;
+pub mod staged;
+
+use std::fs::File;
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use wyrcan_core::kernel::{self, Found, InitArg};
+use wyrcan_core::tree::{self, Tree};
+
+pub use emit::{emit, SideOutputs};
+pub use frames::write_initrd;
+pub use staged::{check_empty_dir, Staged};
+
+use crate::progress::human;
+use crate::pull::LocalLayer;
+
+/// Compression of the initrd. Every one of these the Debian kernel unpacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputCompression {
+    /// zstd level 3: small and quick to unpack; frames written by one
+    /// thread per layer.
+    #[default]
+    Zstd,
+    /// gzip level 6: for kernels built without zstd.
+    Gzip,
+    /// Plain cpio.
+    None,
+}
+
+/// The layers applied in order: the final tree, headers only. Each
+/// layer's header list is freed once applied: the tree holds what is left.
+pub fn flatten(layers: &mut [LocalLayer], image: &str) -> Result<Tree> {
+    let mut tree = Tree::new();
+    let n = layers.len();
+    for (i, l) in layers.iter_mut().enumerate() {
+        tree.apply_layer(i as u32, &l.entries).with_context(|| {
+            format!(
+                "applying layer {}/{} {} of {image}",
+                i + 1,
+                n,
+                l.desc.digest
+            )
+        })?;
+        l.entries = Vec::new();
+    }
+    Ok(tree)
+}
+
+/// What the tree says about booting it.
+pub struct BootInfo {
+    /// The kernel.
+    pub kernel: Found,
+    /// `/init`, `rdinit=/sbin/init`, or neither.
+    pub init: InitArg,
+    /// `/boot/wyrcan.cmdline` if it is a regular file.
+    pub cmdline_node: Option<tree::NodeId>,
+}
+
+/// Find the kernel, init and cmdline file (DESIGN §1).
+pub fn boot_info(tree: &mut Tree, image: &str) -> Result<BootInfo> {
+    let kernel = kernel::find(tree).with_context(|| format!("finding the kernel of {image}"))?;
+    let init = kernel::init_arg(tree)?;
+    if init == InitArg::Missing {
+        tracing::warn!(
+            "{image} has neither /init nor /sbin/init: the kernel will find nothing to run"
+        );
+    }
+    let cmdline_node = match tree.lookup(kernel::CMDLINE_PATH.as_bytes(), true)? {
+        Some(id) if matches!(tree.info(id), Some(tree::NodeInfo::File { size }) if size <= 64 * 1024) => {
+            Some(id)
+        }
+        Some(_) => {
+            tracing::warn!(
+                "{} in {image} is not a small regular file: ignored",
+                kernel::CMDLINE_PATH
+            );
+            None
+        }
+        None => None,
+    };
+    Ok(BootInfo {
+        kernel,
+        init,
+        cmdline_node,
+    })
+}
+
+/// What [`convert`] produced besides the files.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The image's own kernel arguments (`/boot/wyrcan.cmdline` plus the
+    /// init argument), not yet joined with the user's.
+    pub image_cmdline: String,
+    /// Where the kernel was found.
+    pub kernel: Found,
+    /// Totals of the flattened tree.
+    pub stats: tree::Stats,
+    /// Size of the uncompressed cpio.
+    pub cpio_size: u64,
+}
+
+/// Flatten pulled layers and write kernel and initrd. `choose` sees the
+/// tree's totals and the kernel before anything is written, picks the
+/// initrd's compression, and may refuse (memory). `written` hears the
+/// initrd's size as it grows.
+pub fn convert(
+    layers: &mut [LocalLayer],
+    image: &str,
+    kernel_out: &mut File,
+    initrd_out: File,
+    choose: impl FnOnce(&tree::Stats, &Found) -> Result<OutputCompression>,
+    written: &(dyn Fn(u64) + Sync),
+) -> Result<Converted> {
+    let mut tree = flatten(layers, image)?;
+    let info = boot_info(&mut tree, image)?;
+    let stats = tree.stats();
+    tracing::info!(
+        "{image}: kernel {} ({}, via {}); {} files, {} dirs, {} unpacked",
+        info.kernel.path,
+        human(info.kernel.size),
+        info.kernel.via,
+        stats.files,
+        stats.dirs,
+        human(stats.bytes)
+    );
+    let compression = choose(&stats, &info.kernel)?;
+    let plan = tree.plan(Some(info.kernel.node), info.cmdline_node);
+    let (captured, cpio_size) = write_initrd(
+        &tree,
+        &plan,
+        layers,
+        frames::Outputs {
+            initrd: initrd_out,
+            compression,
+            kernel: kernel_out,
+            written,
+        },
+        image,
+    )?;
+    kernel_out.flush()?;
+    let kernel_len = kernel_out.metadata().map(|m| m.len()).unwrap_or(0);
+    if kernel_len != info.kernel.size {
+        bail!(
+            "the kernel {} of {image} came out as {kernel_len} bytes instead of {}",
+            info.kernel.path,
+            info.kernel.size
+        );
+    }
+    let file = info.cmdline_node.is_some().then_some(captured.as_slice());
+    Ok(Converted {
+        image_cmdline: kernel::image_cmdline(file, &info.init),
+        kernel: info.kernel,
+        stats,
+        cpio_size,
+    })
+}

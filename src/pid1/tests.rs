@@ -1,0 +1,396 @@
+//! The PID 1 flow driven with a fake machine, a scripted console and a
+//! fake loader: which steps run, in which order, and how each failure ends.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use rustix::io::Errno;
+
+use super::*;
+use crate::registry::RegistryError;
+use crate::sys::fake::FakeSys;
+
+/// A console whose answers are scripted and whose output is kept.
+#[derive(Default)]
+struct FakeTerm {
+    out: Mutex<String>,
+    answers: Mutex<VecDeque<String>>,
+    /// Whether a key stops the countdown.
+    stop_countdown: bool,
+}
+
+impl FakeTerm {
+    fn answering(answers: &[&str]) -> Self {
+        FakeTerm {
+            answers: Mutex::new(answers.iter().map(|s| s.to_string()).collect()),
+            ..FakeTerm::default()
+        }
+    }
+
+    fn text(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+}
+
+impl Terminal for FakeTerm {
+    fn say(&self, text: &str) {
+        self.out.lock().unwrap().push_str(text);
+    }
+
+    fn read_line(&self) -> String {
+        self.say("<read_line>");
+        self.answers.lock().unwrap().pop_front().unwrap_or_default()
+    }
+
+    fn countdown(&self, what: &str, secs: u64) -> bool {
+        self.say(&format!("<countdown {what} {secs}>"));
+        self.stop_countdown
+    }
+}
+
+/// A loader that fails `failures` times with a connection error, then
+/// hands back a tiny kernel and initrd.
+#[derive(Default)]
+struct FakeLoader {
+    failures: Mutex<u32>,
+    /// Fail for good instead (not worth retrying).
+    fatal: bool,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Loader for FakeLoader {
+    fn check(&self, cfg: &BootConfig) -> Result<()> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("check {}", cfg.image));
+        Ok(())
+    }
+
+    fn prepare(&self, sys: &dyn Sys, cfg: &BootConfig, _: &Progress) -> Result<Prepared> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("prepare {} args={:?}", cfg.image, cfg.args));
+        if self.fatal {
+            return Err(anyhow::Error::new(RegistryError::ManifestNotFound {
+                image: cfg.image.to_string(),
+                registry: cfg.image.registry().to_string(),
+            }));
+        }
+        let mut left = self.failures.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            return Err(anyhow::Error::new(RegistryError::Connect {
+                url: "http://10.0.2.100:5000/v2/".into(),
+                host: "10.0.2.100:5000".into(),
+                detail: "connection refused".into(),
+            }));
+        }
+        Ok(Prepared {
+            kernel: sys.memfd("kernel")?,
+            initrd: sys.memfd("initrd")?,
+            cmdline: cfg.args.join(" "),
+            unpacked: 0,
+        })
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        attempts: 3,
+        first_delay: Duration::from_millis(1),
+        countdown: 30,
+        pull: config::pull_options(&[]),
+    }
+}
+
+/// A machine with one NIC behind a DHCP server, `/proc/cmdline` as given.
+fn machine(cmdline: &[u8]) -> FakeSys {
+    let mut sys = FakeSys::with_cmdline(cmdline);
+    sys.dhcp_server = true;
+    sys.add_link("eth0", "52:54:00:12:34:56");
+    sys
+}
+
+fn with_efi(sys: &FakeSys) {
+    sys.put("/sys/firmware/efi/systab", b"");
+    sys.put(
+        "/sys/firmware/efi/efivars/Boot0000-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+        b"\x07\0\0\0",
+    );
+}
+
+fn flow(sys: &FakeSys, term: &FakeTerm, loader: &FakeLoader) -> String {
+    let (parsed, warnings) = early(sys);
+    assert_eq!(warnings, Vec::<String>::new());
+    run(sys, term, loader, parsed, &settings()).to_string()
+}
+
+/// Index of the first call starting with `prefix`.
+fn at(calls: &[String], prefix: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {calls:#?}"))
+}
+
+#[test]
+fn boots_in_order_mounts_network_pull_kexec() {
+    let sys = machine(b"console=ttyS0 wyrcan.img=10.0.2.100:5000/os:1 wyrcan.insecure=10.0.2.100:5000 wyrcan.arg=\"quiet x=1\"");
+    let term = FakeTerm::default();
+    let loader = FakeLoader::default();
+    flow(&sys, &term, &loader);
+    let calls = sys.calls();
+    assert_eq!(at(&calls, "mount proc /proc proc"), 0);
+    assert!(at(&calls, "mount tmpfs /tmp tmpfs mode=1777") < at(&calls, "link_up eth0"));
+    assert!(at(&calls, "set_ipv4 eth0 10.0.2.15/24") < at(&calls, "memfd kernel"));
+    assert!(at(&calls, "kexec_load") < at(&calls, "power Kexec"));
+    assert_eq!(
+        calls[at(&calls, "kexec_load")],
+        "kexec_load kernel=0 initrd=0 cmdline=quiet x=1"
+    );
+    assert_eq!(calls.last().unwrap(), "power Kexec");
+    assert_eq!(
+        *loader.seen.lock().unwrap(),
+        ["prepare 10.0.2.100:5000/os:1 args=[\"quiet x=1\"]"]
+    );
+    assert!(!term.text().contains("boot failed"), "{}", term.text());
+}
+
+#[test]
+fn already_mounted_filesystems_are_not_errors() {
+    let mut sys = machine(b"wyrcan.img=x");
+    sys.mount_errors.insert("/dev".into(), Errno::BUSY);
+    sys.mount_errors.insert("/run".into(), Errno::NODEV);
+    let (_, warnings) = early(&sys);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("/run"), "{warnings:?}");
+}
+
+#[test]
+fn a_cmdline_that_is_not_utf8_still_boots_the_typed_image() {
+    let sys = machine(b"console=ttyS0 caf\xe9=1 wyrcan.img=busybox");
+    with_efi(&sys);
+    let stored = StoredConfig {
+        img: "from-efi".into(),
+        args: vec![],
+        insecure: vec![],
+        ip: vec![],
+        nameservers: vec![],
+    };
+    sys.put(
+        config::efivars().join(efivar::file_name()),
+        &stored.to_file(),
+    );
+    let loader = FakeLoader::default();
+    flow(&sys, &FakeTerm::default(), &loader);
+    assert_eq!(
+        *loader.seen.lock().unwrap(),
+        ["prepare docker.io/library/busybox:latest args=[]"]
+    );
+}
+
+#[test]
+fn no_image_shows_the_help_and_reboots_after_enter() {
+    let sys = machine(b"console=ttyS0");
+    let term = FakeTerm::answering(&[""]);
+    flow(&sys, &term, &FakeLoader::default());
+    let text = term.text();
+    assert!(text.contains("No image to boot."), "{text}");
+    assert!(
+        text.contains("wyrcan.img=quay.io/example/os:latest"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("Press Enter to reboot.\n<read_line>"),
+        "{text}"
+    );
+    let calls = sys.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("link_up")), "{calls:?}");
+    assert_eq!(calls.last().unwrap(), "power Restart");
+}
+
+#[test]
+fn the_stored_image_boots_when_the_cmdline_names_none() {
+    let sys = machine(b"console=ttyS0");
+    with_efi(&sys);
+    let stored = StoredConfig {
+        img: "10.0.2.100:5000/os:2".into(),
+        args: vec!["quiet".into()],
+        insecure: vec!["10.0.2.100:5000".into()],
+        ip: vec![],
+        nameservers: vec![],
+    };
+    sys.put(
+        config::efivars().join(efivar::file_name()),
+        &stored.to_file(),
+    );
+    let loader = FakeLoader::default();
+    flow(&sys, &FakeTerm::default(), &loader);
+    assert_eq!(
+        *loader.seen.lock().unwrap(),
+        ["prepare 10.0.2.100:5000/os:2 args=[\"quiet\"]"]
+    );
+    assert_eq!(sys.calls().last().unwrap(), "power Kexec");
+}
+
+#[test]
+fn a_bad_image_or_ip_is_reported_before_the_network() {
+    for cmdline in [
+        &b"wyrcan.img=Bad//Ref"[..],
+        b"wyrcan.img=x ip=10.0.0.300::::::none",
+    ] {
+        let sys = machine(cmdline);
+        let term = FakeTerm::default();
+        flow(&sys, &term, &FakeLoader::default());
+        let calls = sys.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("link_up") || c.starts_with("load_module")),
+            "{calls:?}"
+        );
+        assert!(term.text().contains("boot failed: "), "{}", term.text());
+        assert_eq!(calls.last().unwrap(), "power Restart");
+    }
+}
+
+#[test]
+fn a_pull_failure_is_retried_then_counted_down_then_rebooted() {
+    let sys = machine(b"wyrcan.img=10.0.2.100:5000/os:1");
+    let term = FakeTerm::default();
+    let loader = FakeLoader {
+        failures: Mutex::new(10),
+        ..FakeLoader::default()
+    };
+    flow(&sys, &term, &loader);
+    assert_eq!(loader.seen.lock().unwrap().len(), 3, "every attempt");
+    let text = term.text();
+    assert!(
+        text.contains("boot failed: cannot connect to 10.0.2.100:5000"),
+        "{text}"
+    );
+    assert!(text.ends_with("<countdown Rebooting 30>"), "{text}");
+    let calls = sys.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("kexec_load")),
+        "{calls:?}"
+    );
+    assert_eq!(calls.last().unwrap(), "power Restart");
+}
+
+#[test]
+fn a_transient_failure_then_success_boots() {
+    let sys = machine(b"wyrcan.img=x");
+    let loader = FakeLoader {
+        failures: Mutex::new(2),
+        ..FakeLoader::default()
+    };
+    flow(&sys, &FakeTerm::default(), &loader);
+    assert_eq!(loader.seen.lock().unwrap().len(), 3);
+    assert_eq!(sys.calls().last().unwrap(), "power Kexec");
+}
+
+#[test]
+fn a_missing_image_is_not_retried_and_the_countdown_can_be_stopped() {
+    let sys = machine(b"wyrcan.img=x");
+    let term = FakeTerm {
+        stop_countdown: true,
+        ..FakeTerm::answering(&[""])
+    };
+    let loader = FakeLoader {
+        fatal: true,
+        ..FakeLoader::default()
+    };
+    flow(&sys, &term, &loader);
+    assert_eq!(loader.seen.lock().unwrap().len(), 1);
+    let text = term.text();
+    assert!(text.contains("not found"), "{text}");
+    assert!(
+        text.ends_with("Stopped. Press Enter to reboot.\n<read_line>"),
+        "{text}"
+    );
+    assert_eq!(sys.calls().last().unwrap(), "power Restart");
+}
+
+#[test]
+fn efi_clear_asks_removes_and_reboots() {
+    let sys = machine(b"wyrcan.efi=clear");
+    with_efi(&sys);
+    let path = config::efivars().join(efivar::file_name());
+    sys.put(&path, b"\x07\0\0\0{}");
+    let term = FakeTerm::answering(&["yes"]);
+    flow(&sys, &term, &FakeLoader::default());
+    assert!(sys.get(&path).is_none());
+    let calls = sys.calls();
+    assert!(at(&calls, "efivar_remove") < at(&calls, "power Restart"));
+    assert!(!calls.iter().any(|c| c.starts_with("link_up")), "{calls:?}");
+    assert!(term
+        .text()
+        .contains("The stored configuration was removed."));
+
+    // Answered no: nothing removed.
+    let sys = machine(b"wyrcan.efi=clear");
+    with_efi(&sys);
+    sys.put(&path, b"\x07\0\0\0{}");
+    let term = FakeTerm::answering(&["no"]);
+    flow(&sys, &term, &FakeLoader::default());
+    assert!(sys.get(&path).is_some());
+    assert!(term.text().contains("Nothing was changed."));
+}
+
+#[test]
+fn efi_write_checks_warns_asks_stores_then_boots() {
+    let sys = machine(b"wyrcan.img=10.0.2.100:5000/os:1 wyrcan.insecure=10.0.2.100:5000 wyrcan.efi=write wyrcan.arg=quiet");
+    with_efi(&sys);
+    let term = FakeTerm::answering(&["yes"]);
+    let loader = FakeLoader::default();
+    flow(&sys, &term, &loader);
+    assert_eq!(loader.seen.lock().unwrap()[0], "check 10.0.2.100:5000/os:1");
+    let text = term.text();
+    assert!(
+        text.contains("Some\nfirmware handles variable writes badly"),
+        "{text}"
+    );
+    let stored = StoredConfig::from_file(
+        &sys.get(config::efivars().join(efivar::file_name()))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored.img, "10.0.2.100:5000/os:1");
+    assert_eq!(stored.args, ["quiet"]);
+    assert_eq!(stored.insecure, ["10.0.2.100:5000"]);
+    let calls = sys.calls();
+    assert!(at(&calls, "efivar_write") < at(&calls, "kexec_load"));
+    assert_eq!(calls.last().unwrap(), "power Kexec");
+}
+
+#[test]
+fn efi_write_without_efi_says_why() {
+    let sys = machine(b"wyrcan.img=x wyrcan.efi=write");
+    let term = FakeTerm::default();
+    flow(&sys, &term, &FakeLoader::default());
+    assert!(
+        term.text().contains("this machine has no EFI variables"),
+        "{}",
+        term.text()
+    );
+    assert!(!sys.calls().iter().any(|c| c.starts_with("efivar_write")));
+}
+
+#[test]
+fn an_unknown_key_shows_the_help() {
+    let sys = machine(b"wyrcan.imgg=x");
+    let term = FakeTerm::default();
+    flow(&sys, &term, &FakeLoader::default());
+    let text = term.text();
+    assert!(
+        text.contains("unknown kernel argument \"wyrcan.imgg\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("wyrcan.img=quay.io/example/os:latest"),
+        "{text}"
+    );
+}

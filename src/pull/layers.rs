@@ -1,0 +1,130 @@
+//! Layers: downloaded in parallel into a scratch directory, each verified
+//! against its digest, then indexed (the first flattening pass).
+//!
+//! Blobs are kept compressed on local storage between the passes: that is
+//! what makes the digest check happen *before* any byte reaches an output,
+//! what lets an interrupted download resume with a Range request, and what
+//! keeps memory flat whatever the image size.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use wyrcan_core::manifest::{Compression, Descriptor};
+use wyrcan_core::tree::{self, LayerEntry};
+
+use super::Resolved;
+use crate::progress::{human, Progress};
+use crate::registry::Client;
+
+/// A layer on local storage, verified and indexed.
+pub struct LocalLayer {
+    /// Its descriptor from the manifest.
+    pub desc: Descriptor,
+    /// How its bytes are compressed.
+    pub compression: Compression,
+    /// The verified compressed blob.
+    pub file: File,
+    /// Headers, in tar order (first pass).
+    pub entries: Vec<LayerEntry>,
+}
+
+/// Decompressing reader for a layer blob.
+pub fn decoder<'a>(compression: Compression, r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let r = BufReader::with_capacity(256 * 1024, r);
+    Ok(match compression {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+    })
+}
+
+/// Download every layer (in parallel), verify it, and index it.
+pub fn fetch_layers(
+    client: &Client,
+    r: &Resolved,
+    scratch: &Path,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<Vec<LocalLayer>> {
+    let layers = &r.manifest.layers;
+    let slots: Vec<Mutex<Option<Result<LocalLayer>>>> =
+        layers.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let workers = jobs.clamp(1, layers.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(desc) = layers.get(i) else { break };
+                let res = fetch_one(client, r, i, desc, r.compressions[i], scratch, progress);
+                let failed = res.is_err();
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
+                if failed {
+                    // Stop handing out work: the pull is lost anyway.
+                    next.store(layers.len(), Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(layers.len());
+    for slot in slots {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(res) => out.push(res?),
+            None => bail!("a layer download was abandoned after another one failed"),
+        }
+    }
+    Ok(out)
+}
+
+fn fetch_one(
+    client: &Client,
+    r: &Resolved,
+    i: usize,
+    desc: &Descriptor,
+    compression: Compression,
+    scratch: &Path,
+    progress: &Progress,
+) -> Result<LocalLayer> {
+    let n = r.manifest.layers.len();
+    let what = format!("layer {}/{n} {}", i + 1, desc.digest);
+    let started = Instant::now();
+    let bar = progress.download(
+        &format!("layer {}/{n} {}", i + 1, desc.digest.short()),
+        desc.size,
+    );
+    let mut file = tempfile::tempfile_in(scratch).with_context(|| {
+        format!(
+            "creating a scratch file in {} for {what}",
+            scratch.display()
+        )
+    })?;
+    client
+        .download_blob(desc, &mut file, &|done| bar.set(done))
+        .with_context(|| format!("downloading {what} of {}", r.reference))?;
+    bar.finish();
+    file.rewind().context("rewinding a scratch file")?;
+    let entries = tree::index_layer(decoder(compression, &mut file)?).with_context(|| {
+        format!(
+            "reading {what} of {} (a {:?} tar)",
+            r.reference, compression
+        )
+    })?;
+    tracing::info!(
+        "{what}: {} entries, {} in {:.1?}",
+        entries.len(),
+        human(desc.size),
+        started.elapsed()
+    );
+    file.rewind().context("rewinding a scratch file")?;
+    Ok(LocalLayer {
+        desc: desc.clone(),
+        compression,
+        file,
+        entries,
+    })
+}

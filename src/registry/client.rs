@@ -1,0 +1,584 @@
+//! Requests to one repository of one registry: the scheme of an insecure
+//! registry, redirects (each hop with its own TLS policy; the registry's
+//! `Authorization` never leaves the registry), auth challenges (bearer
+//! tokens, basic), manifests and small blobs, verified in memory.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tracing::{debug, warn};
+use ureq::http::{Response, Uri};
+use ureq::tls::TlsConfig;
+use ureq::{Agent, Body};
+use wyrcan_core::digest::Digest;
+use wyrcan_core::manifest::{Descriptor, MANIFEST_ACCEPT};
+use wyrcan_core::reference::Reference;
+
+use super::auth::{self, Challenge, Credentials};
+use super::transport::{
+    backoff_delay, default_port, is_insecure, is_loopback, location_is_https, lock, origin,
+    percent_encode, read_limited, resolve_location, retry_after, split_host_port, with_what,
+    Agents, Auth, Failure, Sent, MAX_BACKOFF,
+};
+use super::{tls, CredentialSource, FetchedManifest, PullOptions, RegistryError};
+
+/// Upper bound of a manifest body; the distribution spec asks registries to
+/// accept at least 4 MiB, so anything far above is not a manifest.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// Upper bound of a blob read into memory by [`Client::fetch_blob_bytes`]
+/// (image configs are kilobytes; this only stops a hostile descriptor from
+/// making us allocate gigabytes).
+const MAX_BLOB_IN_MEMORY: u64 = 64 << 20;
+/// Upper bound of a token endpoint answer.
+const MAX_TOKEN_BYTES: u64 = 1 << 20;
+/// Redirect hops followed per request (registry → CDN is one or two).
+const MAX_REDIRECTS: u32 = 10;
+
+/// A client for one repository of one registry. `Send + Sync`: share it by
+/// reference (or `Arc`) between download threads.
+pub struct Client {
+    /// The registry as written in the reference (`docker.io`), for messages.
+    pub(super) registry: String,
+    /// Where the API answers (`registry-1.docker.io`, `host:port`).
+    pub(super) api_host: String,
+    /// `api_host` split, lowercased, for comparing against URLs.
+    pub(super) api_origin: (String, Option<u16>),
+    pub(super) repository: String,
+    /// The reference as given, for messages.
+    pub(super) image: String,
+    pub(super) insecure: Vec<String>,
+    /// Whether the registry itself is listed in `insecure`.
+    pub(super) registry_insecure: bool,
+    pub(super) credentials: Option<Credentials>,
+    pub(super) retries: u32,
+    pub(super) backoff: Duration,
+    /// Verifies TLS against the system roots and `--ca` files.
+    pub(super) verified: Agents,
+    /// Skips TLS verification; used only for hosts listed in `insecure`.
+    pub(super) unverified: Agents,
+    /// `http` or `https` for an insecure registry, found by the first request.
+    pub(super) scheme: Mutex<Option<&'static str>>,
+    /// The `Authorization` value for the registry, once a challenge was met.
+    pub(super) auth: Mutex<Option<String>>,
+}
+
+impl Client {
+    /// A client for `reference`'s repository. Reads the `--ca` files and the
+    /// system roots now, so a bad CA file fails here rather than mid-pull;
+    /// looks up credentials in the auth files unless `opts.credentials` is set.
+    pub fn new(reference: &Reference, opts: &PullOptions) -> anyhow::Result<Client> {
+        let registry = reference.registry().to_string();
+        let api_host = reference.api_host().to_string();
+        let registry_insecure =
+            is_insecure(&opts.insecure, &registry) || is_insecure(&opts.insecure, &api_host);
+        let (h, p) = split_host_port(&api_host);
+        let api_origin = (h.to_ascii_lowercase(), p);
+
+        let credentials = match &opts.credentials {
+            CredentialSource::Given(c) => Some(c.clone()),
+            CredentialSource::Anonymous => None,
+            // A broken auth file must not stop a pull that needs no credentials.
+            CredentialSource::AuthFiles => auth::lookup(&registry).unwrap_or_else(|e| {
+                warn!("ignoring the auth files: {e:#}");
+                None
+            }),
+        };
+
+        let roots = tls::root_certs(&opts.ca_files, opts.system_roots)?;
+        let verified = Agents::new(TlsConfig::builder().root_certs(roots).build());
+        let unverified = Agents::new(TlsConfig::builder().disable_verification(true).build());
+        if registry_insecure {
+            warn!("registry {registry} is insecure: plain HTTP or unverified TLS (image digests are still verified)");
+        }
+
+        Ok(Client {
+            registry,
+            api_host,
+            api_origin,
+            repository: reference.repository().to_string(),
+            image: reference.to_string(),
+            insecure: opts.insecure.clone(),
+            registry_insecure,
+            credentials,
+            retries: opts.retries,
+            backoff: opts.backoff,
+            verified,
+            unverified,
+            scheme: Mutex::new(None),
+            auth: Mutex::new(None),
+        })
+    }
+
+    /// GET `/v2/<repo>/manifests/<reference>` (a tag or a digest) with
+    /// `Accept: MANIFEST_ACCEPT`. Returns the body, its content type and the
+    /// sha256 of the body. With `expected`, a body that hashes differently is
+    /// retried and then an error; it is never returned.
+    pub fn fetch_manifest(
+        &self,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> anyhow::Result<FetchedManifest> {
+        let what = || format!("fetching manifest {}", self.image_at(reference));
+        self.retrying(what, || {
+            let url = format!(
+                "{}/v2/{}/manifests/{reference}",
+                self.base()?,
+                self.repository
+            );
+            let sent = self.send(
+                &url,
+                &[("Accept", MANIFEST_ACCEPT.to_string())],
+                Auth::Registry,
+            )?;
+            match sent.resp.status().as_u16() {
+                200 => {}
+                404 => {
+                    return Err(Failure::fatal(RegistryError::ManifestNotFound {
+                        image: self.image_at(reference),
+                        registry: self.registry.clone(),
+                    }))
+                }
+                _ => return Err(self.status_failure(&sent)),
+            }
+            let header = |name: &str| {
+                sent.resp
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let content_type = header("content-type");
+            let announced = header("docker-content-digest");
+            let body =
+                read_limited(sent.resp, MAX_MANIFEST_BYTES, &sent.url)?.ok_or_else(|| {
+                    Failure::fatal(anyhow!(
+                        "{}: manifest is larger than {MAX_MANIFEST_BYTES} bytes",
+                        sent.url
+                    ))
+                })?;
+            let digest = Digest::of(&body);
+            if let Some(expected) = expected {
+                if *expected != digest {
+                    return Err(Failure::transient(RegistryError::DigestMismatch {
+                        what: format!("manifest {expected}"),
+                        url: sent.url,
+                        expected: expected.clone(),
+                        actual: digest,
+                    }));
+                }
+            } else if let Some(announced) = announced.filter(|a| *a != digest.to_string()) {
+                // Only informative: the body's own hash is what gets pinned.
+                debug!(
+                    "{}: Docker-Content-Digest {announced} differs from the body's {digest}",
+                    sent.url
+                );
+            }
+            Ok(FetchedManifest {
+                body,
+                content_type,
+                digest,
+            })
+        })
+    }
+
+    /// GET a small blob (an image config) into memory, verified against
+    /// `desc.digest` and `desc.size`. Blobs over 64 MiB are refused: stream
+    /// those with [`Client::download_blob`].
+    pub fn fetch_blob_bytes(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
+        let digest = &desc.digest;
+        if desc.size > MAX_BLOB_IN_MEMORY {
+            anyhow::bail!(
+                "blob {digest} of {} is {} bytes, too big to hold in memory (limit {MAX_BLOB_IN_MEMORY})",
+                self.image,
+                desc.size
+            );
+        }
+        let what = || format!("fetching blob {digest} of {}", self.image);
+        self.retrying(what, || {
+            let url = self.blob_url(digest)?;
+            let sent = self.send(&url, &[], Auth::Registry)?;
+            match sent.resp.status().as_u16() {
+                200 => {}
+                404 => return Err(Failure::fatal(self.blob_not_found(digest, &sent.url))),
+                _ => return Err(self.status_failure(&sent)),
+            }
+            // More than the size is wrong whatever it holds: do not read it all.
+            let body = read_limited(sent.resp, desc.size, &sent.url)?.ok_or_else(|| {
+                Failure::transient(RegistryError::SizeMismatch {
+                    what: format!("blob {digest}"),
+                    url: sent.url.clone(),
+                    expected: desc.size,
+                    actual: desc.size + 1,
+                })
+            })?;
+            if body.len() as u64 != desc.size {
+                return Err(Failure::transient(RegistryError::SizeMismatch {
+                    what: format!("blob {digest}"),
+                    url: sent.url,
+                    expected: desc.size,
+                    actual: body.len() as u64,
+                }));
+            }
+            let actual = Digest::of(&body);
+            if actual != *digest {
+                return Err(Failure::transient(RegistryError::DigestMismatch {
+                    what: format!("blob {digest}"),
+                    url: sent.url,
+                    expected: digest.clone(),
+                    actual,
+                }));
+            }
+            Ok(body)
+        })
+    }
+
+    /// Run `op` until it succeeds, fails for good, or the retries are spent.
+    pub(super) fn retrying<T>(
+        &self,
+        what: impl Fn() -> String,
+        mut op: impl FnMut() -> Result<T, Failure>,
+    ) -> anyhow::Result<T> {
+        // Bounded by `retries`.
+        for attempt in 0.. {
+            match op() {
+                Ok(v) => return Ok(v),
+                Err(f) if !f.transient => return Err(with_what(f.err, what)),
+                Err(f) if attempt >= self.retries => {
+                    return Err(f.err.context(format!(
+                        "{}: giving up after {} attempts",
+                        what(),
+                        attempt + 1
+                    )))
+                }
+                Err(f) => {
+                    let delay = self.delay(attempt, f.retry_after);
+                    warn!(
+                        "{}: {:#}; retrying in {delay:?} ({}/{})",
+                        what(),
+                        f.err,
+                        attempt + 1,
+                        self.retries
+                    );
+                    std::thread::sleep(delay);
+                }
+            }
+        }
+        unreachable!("the retry loop returns")
+    }
+
+    /// The wait before retry number `failures` (0-based).
+    pub(super) fn delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = backoff_delay(self.backoff, failures);
+        // Honour the server's request, but never wait longer than the cap.
+        retry_after.map_or(backoff, |r| backoff.max(r.min(MAX_BACKOFF)))
+    }
+
+    /// `scheme://api_host`. For an insecure registry the first call finds out
+    /// whether it speaks plain HTTP or only TLS.
+    pub(super) fn base(&self) -> Result<String, Failure> {
+        if !self.registry_insecure {
+            return Ok(format!("https://{}", self.api_host));
+        }
+        let mut scheme = lock(&self.scheme);
+        if let Some(s) = *scheme {
+            return Ok(format!("{s}://{}", self.api_host));
+        }
+        let found = self.probe_scheme()?;
+        *scheme = Some(found);
+        Ok(format!("{found}://{}", self.api_host))
+    }
+
+    /// Plain HTTP first; a TLS-only server refuses it (connection error, or
+    /// Go's "400 client sent an HTTP request to an HTTPS server"), and then
+    /// HTTPS without verification is tried.
+    pub(super) fn probe_scheme(&self) -> Result<&'static str, Failure> {
+        let http_url = format!("http://{}/v2/", self.api_host);
+        let http_err = match self.agent_for_url(&http_url).get(&http_url).call() {
+            // `http://` redirected to `https://`: the server wants TLS.
+            Ok(r) if r.status().is_redirection() && location_is_https(&r) => None,
+            Ok(r) if r.status().as_u16() != 400 => {
+                debug!("insecure registry {} speaks plain HTTP", self.api_host);
+                return Ok("http");
+            }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        let https_url = format!("https://{}/v2/", self.api_host);
+        match self.agent_for_url(&https_url).get(&https_url).call() {
+            Ok(_) => {
+                debug!("insecure registry {} speaks TLS only", self.api_host);
+                Ok("https")
+            }
+            // Something answered HTTP (if only with 400): keep to it.
+            Err(_) if http_err.is_none() => Ok("http"),
+            Err(e) => Err(Failure::transport(&https_url, e)),
+        }
+    }
+
+    pub(super) fn blob_url(&self, digest: &Digest) -> Result<String, Failure> {
+        Ok(format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.base()?,
+            self.repository
+        ))
+    }
+
+    /// `registry/repo:tag` or `registry/repo@digest`, for messages.
+    pub(super) fn image_at(&self, reference: &str) -> String {
+        let sep = if reference.contains(':') { '@' } else { ':' };
+        format!("{}/{}{sep}{reference}", self.registry, self.repository)
+    }
+
+    pub(super) fn blob_not_found(&self, digest: &Digest, url: &str) -> RegistryError {
+        RegistryError::BlobNotFound {
+            digest: digest.clone(),
+            image: self.image.clone(),
+            registry: self.registry.clone(),
+            url: url.to_string(),
+        }
+    }
+
+    pub(super) fn unauthorized(&self, status: u16) -> RegistryError {
+        RegistryError::Unauthorized {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            status,
+        }
+    }
+
+    /// A failure for a status the caller does not handle itself.
+    pub(super) fn status_failure(&self, sent: &Sent) -> Failure {
+        let status = sent.resp.status().as_u16();
+        let uri: Option<Uri> = sent.url.parse().ok();
+        let from_registry = uri.as_ref().is_some_and(|u| self.is_registry(u));
+        let err = RegistryError::Status {
+            url: sent.url.clone(),
+            status,
+        };
+        if from_registry && matches!(status, 401 | 403) {
+            return Failure::fatal(self.unauthorized(status));
+        }
+        // A CDN's 401/403 is usually an expired signed URL: the registry
+        // hands out a fresh one on the next attempt.
+        let transient = matches!(status, 408 | 429 | 500..=599)
+            || (!from_registry && matches!(status, 401 | 403));
+        Failure {
+            err: err.into(),
+            transient,
+            retry_after: retry_after(&sent.resp),
+        }
+    }
+
+    /// Whether `uri` points at the registry's API host.
+    pub(super) fn is_registry(&self, uri: &Uri) -> bool {
+        let (host, port) = &self.api_origin;
+        origin(uri)
+            .is_some_and(|(h, p)| h == *host && p == port.unwrap_or_else(|| default_port(uri)))
+    }
+
+    /// The agent for `uri`: unverified TLS only for hosts the user listed,
+    /// no proxy for loopback hosts.
+    pub(super) fn agent_for(&self, uri: &Uri) -> &Agent {
+        let listed = uri
+            .authority()
+            .is_some_and(|a| is_insecure(&self.insecure, a.as_str()));
+        let agents = if listed {
+            &self.unverified
+        } else {
+            &self.verified
+        };
+        if uri.host().is_some_and(is_loopback) {
+            &agents.direct
+        } else {
+            &agents.proxied
+        }
+    }
+
+    pub(super) fn agent_for_url(&self, url: &str) -> &Agent {
+        match url.parse::<Uri>() {
+            Ok(uri) => self.agent_for(&uri),
+            Err(_) => &self.verified.proxied,
+        }
+    }
+
+    /// GET `url`, following redirects and answering auth challenges; returns
+    /// whatever final status the server gave.
+    pub(super) fn send(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        auth: Auth<'_>,
+    ) -> Result<Sent, Failure> {
+        let mut url = url.to_string();
+        let mut authenticated = false;
+        let first_origin = url.parse::<Uri>().ok().as_ref().and_then(origin);
+        // Bounded: each pass follows a redirect (at most MAX_REDIRECTS) or
+        // answers a challenge (at most once), or returns.
+        let mut hops = 0;
+        loop {
+            let uri: Uri = url
+                .parse()
+                .map_err(|e| Failure::fatal(anyhow!("invalid URL {url:?}: {e}")))?;
+            if uri.scheme_str() != Some("https") {
+                let allowed = uri.scheme_str() == Some("http")
+                    && uri
+                        .authority()
+                        .is_some_and(|a| is_insecure(&self.insecure, a.as_str()));
+                if !allowed {
+                    let host = uri.authority().map_or("", |a| a.as_str());
+                    return Err(Failure::fatal(anyhow!(
+                        "refusing {url}: not HTTPS (allow plain HTTP to this host with --insecure {host})"
+                    )));
+                }
+            }
+            let header_value = match &auth {
+                Auth::Registry if self.is_registry(&uri) => lock(&self.auth).clone(),
+                Auth::Fixed(Some(v)) if origin(&uri) == first_origin => Some(v.to_string()),
+                _ => None,
+            };
+            let mut req = self.agent_for(&uri).get(&url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some(v) = &header_value {
+                req = req.header("Authorization", v);
+            }
+            let resp = req.call().map_err(|e| Failure::transport(&url, e))?;
+            let status = resp.status().as_u16();
+
+            if status == 401 && matches!(auth, Auth::Registry) && self.is_registry(&uri) {
+                if authenticated {
+                    return Err(Failure::fatal(self.unauthorized(401)));
+                }
+                self.authenticate(&resp, header_value.as_deref())?;
+                authenticated = true;
+                continue;
+            }
+            if resp.status().is_redirection() {
+                if let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) {
+                    hops += 1;
+                    if hops > MAX_REDIRECTS {
+                        return Err(Failure::fatal(anyhow!(
+                            "{url}: more than {MAX_REDIRECTS} redirects"
+                        )));
+                    }
+                    let next = resolve_location(&uri, loc)
+                        .ok_or_else(|| Failure::fatal(anyhow!("{url}: bad redirect to {loc:?}")))?;
+                    debug!("{url} redirects to {next}");
+                    url = next;
+                    continue;
+                }
+            }
+            return Ok(Sent { resp, url });
+        }
+    }
+
+    /// Meet the challenge of a 401: fetch a bearer token, or use basic
+    /// credentials. `sent` is the header the refused request carried.
+    pub(super) fn authenticate(
+        &self,
+        resp: &Response<Body>,
+        sent: Option<&str>,
+    ) -> Result<(), Failure> {
+        // Holding the lock across the token request makes threads that were
+        // refused together wait for one token instead of each fetching one.
+        let mut cached = lock(&self.auth);
+        if cached.as_deref() != sent {
+            // Another thread already got a newer header: use it.
+            return Ok(());
+        }
+        let challenges: Vec<Challenge> = resp
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(auth::parse_challenge)
+            .collect();
+        let bearer = challenges
+            .iter()
+            .find(|c| matches!(c, Challenge::Bearer { .. }));
+        match bearer.or(challenges.first()) {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let token = self.fetch_token(realm, service.as_deref(), scope.as_deref())?;
+                *cached = Some(format!("Bearer {token}"));
+            }
+            Some(Challenge::Basic) => match &self.credentials {
+                Some(c) => *cached = Some(c.basic_header()),
+                None => return Err(Failure::fatal(self.unauthorized(401))),
+            },
+            None => {
+                return Err(Failure::fatal(anyhow!(
+                    "{}: registry {} answered 401 without a challenge we can answer (WWW-Authenticate: {:?})",
+                    self.unauthorized(401),
+                    self.registry,
+                    resp.headers().get("www-authenticate")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// GET a token from the realm of a bearer challenge, with basic auth
+    /// when we have credentials (anonymous pulls work without).
+    pub(super) fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<String, Failure> {
+        let default_scope = format!("repository:{}:pull", self.repository);
+        let mut url = realm.to_string();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        for (k, v) in [
+            ("service", service),
+            ("scope", Some(scope.unwrap_or(&default_scope))),
+        ] {
+            if let Some(v) = v {
+                url.push(sep);
+                url.push_str(k);
+                url.push('=');
+                url.push_str(&percent_encode(v));
+                sep = '&';
+            }
+        }
+        debug!("fetching a token from {url}");
+        let basic = self.credentials.as_ref().map(Credentials::basic_header);
+        let sent = self.send(&url, &[], Auth::Fixed(basic.as_deref()))?;
+        match sent.resp.status().as_u16() {
+            200 => {}
+            401 | 403 => {
+                return Err(Failure::fatal(
+                    self.unauthorized(sent.resp.status().as_u16()),
+                ))
+            }
+            _ => return Err(self.status_failure(&sent)),
+        }
+        let body = read_limited(sent.resp, MAX_TOKEN_BYTES, &sent.url)?.ok_or_else(|| {
+            Failure::fatal(anyhow!(
+                "token endpoint {} sent more than {MAX_TOKEN_BYTES} bytes",
+                sent.url
+            ))
+        })?;
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            Failure::fatal(anyhow!(
+                "token endpoint {} sent invalid JSON: {e}",
+                sent.url
+            ))
+        })?;
+        answer
+            .token
+            .filter(|t| !t.is_empty())
+            .or(answer.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| Failure::fatal(anyhow!("token endpoint {} sent no token", sent.url)))
+    }
+}

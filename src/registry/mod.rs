@@ -1,0 +1,238 @@
+//! A blocking client for the OCI distribution API: manifests and blobs of one
+//! repository, with the auth flows registries use in practice (anonymous or
+//! credentialed bearer tokens, HTTP basic), retries with exponential backoff,
+//! and resumable, verified blob downloads.
+//!
+//! Every byte handed back has been checked against the digest that named it:
+//! [`Client::fetch_blob_bytes`] and [`Client::fetch_manifest`] (when given a
+//! digest) verify in memory, [`Client::download_blob`] hashes while it writes
+//! and never returns `Ok` for a file whose digest or size is wrong.
+//!
+//! The client is synchronous on purpose (see DESIGN.md §5): callers download
+//! layers in parallel by sharing one `&Client` across threads. Shared state
+//! (the auth header, the scheme chosen for an `--insecure` host) sits behind
+//! mutexes; everything else is immutable after [`Client::new`].
+//!
+//! Redirects are followed here rather than by ureq, so that each hop picks its
+//! own TLS policy and the registry's `Authorization` header is only ever sent
+//! to the registry itself, never to the CDN or object store a blob redirects to.
+//!
+//! Layout: [`client`] (requests, auth challenges, manifests, small blobs),
+//! [`download`] (resumable verified blob downloads), `transport` (agents,
+//! retries, failure classification, URL helpers), `tls` (trust anchors),
+//! [`auth`] (credentials files, challenges).
+
+pub mod auth;
+pub mod client;
+pub mod download;
+mod tls;
+mod transport;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wyrcan_core::digest::Digest;
+use wyrcan_core::manifest::Platform;
+
+pub use auth::Credentials;
+pub use client::Client;
+
+/// Everything that says how to pull an image: registry access (insecure
+/// hosts, trust, credentials, retries), which platform, how many layers at
+/// once, where layers wait. The one options type of a pull: the CLI builds
+/// it from flags, PID 1 from its boot configuration.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Registries (`HOST` or `HOST:PORT`) for which plain HTTP and unverified
+    /// TLS are allowed. A `HOST` without a port covers every port of that
+    /// host. Nothing is insecure unless listed here.
+    pub insecure: Vec<String>,
+    /// Extra PEM files of CA certificates to trust.
+    pub ca_files: Vec<PathBuf>,
+    /// Whether the machine's CA store is trusted too (without it and without
+    /// `ca_files`: the bundled Mozilla roots). Tests turn it off.
+    pub system_roots: bool,
+    /// Where credentials come from.
+    pub credentials: CredentialSource,
+    /// Platform to pick from an index; the running machine's by default.
+    pub platform: Option<Platform>,
+    /// Layers downloading at once.
+    pub jobs: usize,
+    /// Where compressed layers wait between the two passes (`$TMPDIR` if unset).
+    pub tmpdir: Option<PathBuf>,
+    /// How many times a failed request is retried (so `retries + 1` attempts).
+    pub retries: u32,
+    /// The first wait between attempts; it doubles after each failure, up to 8 s.
+    pub backoff: Duration,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            insecure: Vec::new(),
+            ca_files: Vec::new(),
+            system_roots: true,
+            credentials: CredentialSource::AuthFiles,
+            platform: None,
+            jobs: 4,
+            tmpdir: None,
+            retries: 5,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where a pull's credentials come from.
+#[derive(Debug, Clone, Default)]
+pub enum CredentialSource {
+    /// `$REGISTRY_AUTH_FILE`, the containers `auth.json`, `~/.docker/config.json`.
+    #[default]
+    AuthFiles,
+    /// These, for the image's registry.
+    Given(Credentials),
+    /// None: anonymous pulls only.
+    Anonymous,
+}
+
+/// Failures a caller may want to tell apart, e.g. to tell the user what to
+/// do. They reach callers inside an `anyhow::Error`; find them with
+/// [`RegistryError::find`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The registry answered 401/403 even after authenticating (or there
+    /// was nothing to authenticate with).
+    #[error("registry {registry} refused access to {repository} ({status}): check the credentials (--creds USER:PASS or docker/podman login)")]
+    Unauthorized {
+        /// The registry as named in the image reference.
+        registry: String,
+        /// The repository path.
+        repository: String,
+        /// The HTTP status (401 or 403).
+        status: u16,
+    },
+    /// The manifest endpoint answered 404.
+    #[error("image {image} not found at {registry}: check the name and tag")]
+    ManifestNotFound {
+        /// The image, with the tag or digest asked for.
+        image: String,
+        /// The registry as named in the image reference.
+        registry: String,
+    },
+    /// The blob endpoint answered 404.
+    #[error("blob {digest} of {image} is missing at {registry} (404 from {url})")]
+    BlobNotFound {
+        /// The blob's digest.
+        digest: Digest,
+        /// The image it belongs to.
+        image: String,
+        /// The registry as named in the image reference.
+        registry: String,
+        /// The URL that answered 404.
+        url: String,
+    },
+    /// The bytes received do not hash to the digest that names them.
+    #[error("{what} from {url}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was fetched (`blob sha256:…`, `manifest sha256:…`).
+        what: String,
+        /// Where the bytes came from (after redirects).
+        url: String,
+        /// The digest that names the content.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// More or fewer bytes than the descriptor's size.
+    #[error("{what} from {url}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was fetched.
+        what: String,
+        /// Where the bytes came from (after redirects).
+        url: String,
+        /// The size in the descriptor.
+        expected: u64,
+        /// How many bytes arrived (a lower bound when the body was too long).
+        actual: u64,
+    },
+    /// An HTTP status we do not handle.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL that answered.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The TLS handshake failed: an unknown CA, a name mismatch, an expired
+    /// certificate. Not retried: it does not fix itself.
+    #[error("TLS with {host} failed ({detail}): trust its CA with --ca FILE, or allow it with --insecure {host}")]
+    Tls {
+        /// The URL requested.
+        url: String,
+        /// The server's `host[:port]`.
+        host: String,
+        /// What TLS said.
+        detail: String,
+    },
+    /// Nothing accepted the connection (refused, unreachable, timed out).
+    /// Retried: a registry may be starting.
+    #[error("cannot connect to {host} ({detail}): check that a registry runs there, that the address and port are right, and that no firewall or proxy is in the way")]
+    Connect {
+        /// The URL requested.
+        url: String,
+        /// The server's `host[:port]`.
+        host: String,
+        /// What the connection attempt said.
+        detail: String,
+    },
+    /// The host name has no address. Not retried: it does not fix itself.
+    #[error("cannot resolve {host} ({detail}): check the name, and the DNS server (nameserver= on the boot cmdline, /etc/resolv.conf on a host)")]
+    Resolve {
+        /// The URL requested.
+        url: String,
+        /// The host name.
+        host: String,
+        /// What the resolver said.
+        detail: String,
+    },
+    /// Connecting or reading the answer failed.
+    #[error("requesting {url}")]
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        #[source]
+        source: ureq::Error,
+    },
+}
+
+impl RegistryError {
+    /// The first `RegistryError` in an error's chain, if any.
+    pub fn find(err: &anyhow::Error) -> Option<&RegistryError> {
+        err.chain().find_map(|e| e.downcast_ref::<RegistryError>())
+    }
+}
+
+/// Whether trying the whole operation again later may help: connection
+/// failures and server errors, not "not found" or "access refused".
+pub fn worth_retrying(err: &anyhow::Error) -> bool {
+    matches!(
+        RegistryError::find(err),
+        Some(
+            RegistryError::Transport { .. }
+                | RegistryError::Status { .. }
+                | RegistryError::Connect { .. }
+        )
+    )
+}
+
+/// A manifest (or index) as received, with the digest of its exact bytes.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The body, byte for byte: its digest is what a reference pins.
+    pub body: Vec<u8>,
+    /// The `Content-Type` the registry sent, which names the manifest's media type.
+    pub content_type: Option<String>,
+    /// sha256 of `body`.
+    pub digest: Digest,
+}

@@ -1,0 +1,240 @@
+//! A [`Sys`] for tests: a scripted machine (files of `/proc`, `/sys`,
+//! efivarfs; errors to return; a DHCP server behind every interface) that
+//! records every call as a line of text instead of making it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs::File;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use wyrcan_core::dhcp::{self, Message, MessageType};
+
+use super::{Datagram, Error, Power, Result, Sys};
+
+/// The scripted machine; every field can be set before a test runs.
+#[derive(Debug, Default)]
+pub struct FakeSys {
+    calls: Arc<Mutex<Vec<String>>>,
+    files: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
+    /// Mount targets that fail, with their errno.
+    pub mount_errors: BTreeMap<String, Errno>,
+    /// The errno `kexec_load` fails with, if any.
+    pub kexec_error: Option<Errno>,
+    /// Whether interfaces answer DHCP (with 10.0.2.15/24).
+    pub dhcp_server: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FakeSys {
+    /// A machine with `/proc/cmdline` = `cmdline` and plenty of memory.
+    pub fn with_cmdline(cmdline: &[u8]) -> Self {
+        let sys = FakeSys::default();
+        sys.put("/proc/cmdline", cmdline);
+        sys.put(
+            "/proc/meminfo",
+            b"MemTotal: 4194304 kB\nMemAvailable: 4000000 kB\n",
+        );
+        sys
+    }
+
+    /// Add (or replace) a file.
+    pub fn put(&self, path: impl AsRef<Path>, data: &[u8]) {
+        lock(&self.files).insert(path.as_ref().to_path_buf(), data.to_vec());
+    }
+
+    /// A file's bytes, if it exists.
+    pub fn get(&self, path: impl AsRef<Path>) -> Option<Vec<u8>> {
+        lock(&self.files).get(path.as_ref()).cloned()
+    }
+
+    /// An Ethernet link in `/sys/class/net`, with carrier.
+    pub fn add_link(&self, name: &str, mac: &str) {
+        let dir = Path::new("/sys/class/net").join(name);
+        self.put(dir.join("type"), b"1\n");
+        self.put(dir.join("address"), format!("{mac}\n").as_bytes());
+        self.put(dir.join("carrier"), b"1\n");
+    }
+
+    fn rec(&self, s: String) {
+        lock(&self.calls).push(s);
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.calls).clone()
+    }
+}
+
+impl Sys for FakeSys {
+    fn mount(&self, source: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<()> {
+        self.rec(format!(
+            "mount {source} {target} {fstype} {}",
+            data.unwrap_or("-")
+        ));
+        match self.mount_errors.get(target) {
+            Some(e) => Err(Error::errno(format!("mounting {fstype} on {target}"), *e)),
+            None => Ok(()),
+        }
+    }
+
+    fn load_module(&self, path: &Path) -> Result<()> {
+        self.rec(format!("load_module {}", path.display()));
+        Ok(())
+    }
+
+    fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> Result<()> {
+        let len = |f: &File| f.metadata().map_or(0, |m| m.len());
+        self.rec(format!(
+            "kexec_load kernel={} initrd={} cmdline={cmdline}",
+            len(kernel),
+            len(initrd)
+        ));
+        match self.kexec_error {
+            Some(e) => Err(Error::errno("kexec_file_load", e)),
+            None => Ok(()),
+        }
+    }
+
+    fn power(&self, how: Power) -> Error {
+        self.rec(format!("power {how:?}"));
+        Error::io("fake reboot", io::Error::other("not in a test"))
+    }
+
+    fn memfd(&self, name: &str) -> Result<File> {
+        self.rec(format!("memfd {name}"));
+        tempfile::tempfile().map_err(|e| Error::io("memfd", e))
+    }
+
+    fn kernel_release(&self) -> String {
+        "6.1.0-test".into()
+    }
+
+    fn random_u32(&self) -> u32 {
+        0x1234_5678
+    }
+
+    fn link_up(&self, iface: &str) -> Result<()> {
+        self.rec(format!("link_up {iface}"));
+        Ok(())
+    }
+
+    fn set_ipv4(&self, iface: &str, addr: Ipv4Addr, prefix_len: u8) -> Result<()> {
+        self.rec(format!("set_ipv4 {iface} {addr}/{prefix_len}"));
+        Ok(())
+    }
+
+    fn default_route(&self, iface: &str, gateway: Ipv4Addr) -> Result<()> {
+        self.rec(format!("default_route {iface} {gateway}"));
+        Ok(())
+    }
+
+    fn dhcp_socket(&self, iface: &str) -> Result<Box<dyn Datagram>> {
+        self.rec(format!("dhcp_socket {iface}"));
+        Ok(Box::new(FakeDhcp {
+            answers: self.dhcp_server,
+            pending: Mutex::new(VecDeque::new()),
+            calls: self.calls.clone(),
+        }))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.get(path).ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let files = lock(&self.files);
+        let names: BTreeSet<String> = files
+            .keys()
+            .filter_map(|k| k.strip_prefix(path).ok())
+            .filter_map(|rest| rest.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        lock(&self.files).keys().any(|k| k.starts_with(path))
+    }
+
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.rec(format!("write {}", path.display()));
+        self.put(path, data);
+        Ok(())
+    }
+
+    fn efivar_write(&self, dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
+        self.rec(format!("efivar_write {name}"));
+        self.put(dir.join(name), data);
+        Ok(())
+    }
+
+    fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()> {
+        self.rec(format!("efivar_remove {name}"));
+        lock(&self.files).remove(&dir.join(name));
+        Ok(())
+    }
+}
+
+/// A socket with a DHCP server on the other side: DISCOVER → OFFER,
+/// REQUEST → ACK of 10.0.2.15/24 from 10.0.2.2 (no router, no DNS, as QEMU's
+/// `restrict=on` network answers).
+struct FakeDhcp {
+    answers: bool,
+    pending: Mutex<VecDeque<Vec<u8>>>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Datagram for FakeDhcp {
+    fn send_to(&self, buf: &[u8], to: SocketAddrV4) -> io::Result<usize> {
+        let msg = Message::decode(buf).map_err(io::Error::other)?;
+        lock(&self.calls).push(format!(
+            "dhcp {:?} xid={:#x} to {to}",
+            msg.options.message_type, msg.xid
+        ));
+        let reply = match msg.options.message_type {
+            Some(MessageType::Discover) => MessageType::Offer,
+            Some(MessageType::Request) => MessageType::Ack,
+            _ => return Ok(buf.len()),
+        };
+        if self.answers {
+            let mut m = Message {
+                op: dhcp::BOOTREPLY,
+                xid: msg.xid,
+                chaddr: msg.chaddr,
+                yiaddr: Ipv4Addr::new(10, 0, 2, 15),
+                ..Message::default()
+            };
+            m.options.message_type = Some(reply);
+            m.options.server_id = Some(Ipv4Addr::new(10, 0, 2, 2));
+            m.options.subnet_mask = Some(Ipv4Addr::new(255, 255, 255, 0));
+            m.options.lease_time = Some(86400);
+            lock(&self.pending).push_back(m.encode());
+        }
+        Ok(buf.len())
+    }
+
+    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        match lock(&self.pending).pop_front() {
+            Some(p) => {
+                let n = p.len().min(buf.len());
+                buf[..n].copy_from_slice(&p[..n]);
+                Ok(Some(n))
+            }
+            None => {
+                std::thread::sleep(timeout.min(Duration::from_millis(20)));
+                Ok(None)
+            }
+        }
+    }
+}

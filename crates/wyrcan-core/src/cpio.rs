@@ -1,6 +1,6 @@
 //! The `newc` cpio format, as the Linux initramfs unpacker reads it
 //! (`init/initramfs.c`): a writer that is a [`Sink`] for flattened trees,
-//! and a reader used by tests, fuzzing and `wyrcan dev ls`.
+//! and a reader used by tests and fuzzing.
 //!
 //! Choices the kernel dictates:
 //! - a hard-link group shares one inode number and says `nlink >= 2` on

@@ -382,7 +382,10 @@ mod tests {
         assert!(text.contains("Type yes"), "{text}");
 
         // End of input is a no too.
-        assert!(write(dir.path(), &w, &mut &b""[..], &mut Vec::new()).is_err());
+        let e = write(dir.path(), &w, &mut &b""[..], &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not confirmed"), "{e}");
 
         write(dir.path(), &w, &mut &b"yes\n"[..], &mut Vec::new()).unwrap();
         let bytes = std::fs::read(dir.path().join(&name)).unwrap();

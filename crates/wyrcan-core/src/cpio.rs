@@ -383,7 +383,8 @@ mod tests {
             uid: 1 << 33,
             ..meta(0o644)
         };
-        assert!(w.dir(b"d", &m).is_err());
+        let e = w.dir(b"d", &m).unwrap_err().to_string();
+        assert!(e.contains("more than a newc cpio can hold"), "{e}");
     }
 
     #[test]

@@ -760,7 +760,10 @@ mod tests {
             parse_all(&["eth0:dhcp".into(), "eth1:off".into()]),
             Ok(vec![dhcp(Some("eth0")), IpConfig::Off])
         );
-        assert!(parse_all(&["dhcp".into(), "bogus".into()]).is_err());
+        let e = parse_all(&["dhcp".into(), "bogus".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"ip="bogus" is not understood"#), "{e}");
     }
 
     #[test]

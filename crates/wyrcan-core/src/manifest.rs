@@ -865,7 +865,10 @@ mod tests {
                 .digest,
             d(ARM64)
         );
-        assert!(select_platform(&i, &platform("linux/arm64/v9")).is_err());
+        let e = select_platform(&i, &platform("linux/arm64/v9"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no manifest for platform linux/arm64/v9"), "{e}");
     }
 
     #[test]
@@ -960,7 +963,10 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("--platform"), "{msg}");
-        assert!(select_platform(&index(), &platform("windows/amd64")).is_err());
+        let e = select_platform(&index(), &platform("windows/amd64"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no manifest for platform windows/amd64"), "{e}");
         let empty = ImageIndex {
             media_type: None,
             manifests: vec![],

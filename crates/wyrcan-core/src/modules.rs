@@ -743,7 +743,11 @@ mod tests {
                 text: "softdep".into()
             }
         );
-        assert!(ModuleIndex::default().with_softdeps("alias a b\n").is_err());
+        let e = ModuleIndex::default()
+            .with_softdeps("alias a b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected `softdep <module>"), "{e}");
     }
 
     #[test]
@@ -880,7 +884,10 @@ mod tests {
                 text: "alias onlyone".into()
             }
         );
-        assert!(ModuleIndex::parse("# c\n\nalias a b c\n", "", "").is_err());
+        let e = ModuleIndex::parse("# c\n\nalias a b c\n", "", "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"is "alias a b c": expected"#), "{e}");
         assert_eq!(
             ModuleIndex::parse("", "\nkernel/a.ko kernel/b.ko\n", "").unwrap_err(),
             ModulesError::BadDep {
@@ -888,7 +895,10 @@ mod tests {
                 text: "kernel/a.ko kernel/b.ko".into()
             }
         );
-        assert!(ModuleIndex::parse("", ": kernel/b.ko", "").is_err());
+        let e = ModuleIndex::parse("", ": kernel/b.ko", "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("modules.dep line 1 is"), "{e}");
 
         let missing = ModuleIndex::parse("", "kernel/a.ko: kernel/b.ko\n", "").unwrap();
         assert_eq!(

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Writes the binary seeds of the fuzz corpus: fuzz/corpus/flatten/* and
+fuzz/corpus/dhcp/*. The text seeds (cmdline, reference, manifest) are plain
+files written by hand. Output is deterministic: run it again and git should
+show no change.
+
+flatten: the target splits its input in half and reads each half as one
+uncompressed layer tar, so each seed is two tars padded to the same length.
+dhcp: the target's client has MAC 02:00:00:00:00:01 and xid 7 and has just
+sent its DISCOVER, so an OFFER for it goes deepest; ACK/NAK still decode.
+"""
+
+import io
+import os
+import struct
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MTIME = 1700000000
+
+
+def member(name, kind=tarfile.REGTYPE, data=b"", mode=0o644, **kw):
+    ti = tarfile.TarInfo(name)
+    ti.type = kind
+    ti.mode = mode
+    ti.mtime = MTIME
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = "root"
+    ti.size = len(data) if kind in (tarfile.REGTYPE, tarfile.CONTTYPE) else 0
+    for k, v in kw.items():
+        setattr(ti, k, v)
+    return ti, data
+
+
+def d(name, mode=0o755):
+    return member(name, tarfile.DIRTYPE, mode=mode)
+
+
+def layer(members, fmt=tarfile.GNU_FORMAT, trailer=False):
+    """A tar of members, without the padding to 10 KiB that tarfile adds
+    (and, unless trailer, without the two zero blocks that end an archive,
+    which tar readers do not need): every 512-byte block counts when seeds
+    are to stay a few KiB."""
+    out = io.BytesIO()
+    for ti, data in members:
+        out.write(ti.tobuf(fmt, "utf-8", "surrogateescape"))
+        if ti.size:
+            out.write(data)
+            out.write(b"\0" * (-len(data) % 512))
+    if trailer:
+        out.write(b"\0" * 1024)
+    return out.getvalue()
+
+
+def pair(a, b):
+    n = max(len(a), len(b))
+    return a.ljust(n, b"\0") + b.ljust(n, b"\0")
+
+
+def flatten_seeds():
+    yield "base-whiteout", pair(
+        layer([
+            member("etc/hostname", data=b"wyrcan\n"),
+            member("usr/bin/sh", data=b"#!/bin/sh\necho hi\n", mode=0o755),
+            member("usr/bin/bash", tarfile.LNKTYPE, linkname="usr/bin/sh"),
+            member("bin", tarfile.SYMTYPE, linkname="usr/bin", mode=0o777),
+        ]),
+        layer([
+            member("etc/.wh.hostname"),
+            member("etc/os-release", data=b"ID=wyrcan\n"),
+            member("bin/ls", data=b"\x7fELF", mode=0o755),  # through the symlink
+            d("etc/", mode=0o700),  # metadata only
+        ]),
+    )
+    yield "opaque-dir", pair(
+        layer([
+            member("opt/a/one", data=b"1"),
+            member("opt/two", data=b"2"),
+            member("var/lib/implied", data=b"parents not listed"),
+        ], trailer=True),
+        layer([
+            member("opt/.wh..wh..opq"),
+            member("opt/three", data=b"3"),
+            member("var/.wh..wh.plnk"),  # aufs bookkeeping, not a deletion
+            member("var/lib", data=b"file over dir"),
+        ], trailer=True),
+    )
+    yield "escape-attempts", pair(
+        layer([
+            member("../../etc/passwd", data=b"root::0:0::/:/bin/sh\n"),
+            member("/abs/file", data=b"x"),
+            member("evil", tarfile.SYMTYPE, linkname="/etc", mode=0o777),
+            member("up", tarfile.SYMTYPE, linkname="../../..", mode=0o777),
+        ]),
+        layer([
+            member("evil/shadow", data=b"x"),
+            member("up/escaped", data=b"y"),
+            member("hard", tarfile.LNKTYPE, linkname="../../etc/passwd"),
+        ]),
+    )
+    yield "symlink-loop", pair(
+        layer([member("loop", tarfile.SYMTYPE, linkname="loop/x", mode=0o777)]),
+        layer([member("loop/z", data=b"z")]),
+    )
+    long_dir = "usr/lib/" + "x" * 100 + "/"
+    yield "long-names-devices", pair(
+        layer([  # GNU ././@LongLink entries
+            member(long_dir + "gnu-long-name", data=b"long"),
+            member("link", tarfile.SYMTYPE, linkname=long_dir + "t" * 20, mode=0o777),
+        ]),
+        layer([
+            member(long_dir + "pax-" + "y" * 20, data=b"pax",
+                   pax_headers={"mtime": "1700000001.5", "uid": "3000000"}),
+            member("dev/console", tarfile.CHRTYPE, mode=0o600, devmajor=5, devminor=1),
+            member("run/fifo", tarfile.FIFOTYPE, mode=0o644),
+            member("usr/bin/suid", data=b"s", mode=0o4755, uid=1000, gid=1000),
+        ], tarfile.PAX_FORMAT),
+    )
+
+
+def dhcp(msg_type, yiaddr, siaddr="0.0.0.0", opts=(), xid=7, op=2,
+         mac=b"\x02\x00\x00\x00\x00\x01"):
+    ip = lambda s: bytes(int(x) for x in s.split("."))
+    hdr = struct.pack("!BBBBIHH", op, 1, 6, 0, xid, 0, 0x8000)
+    hdr += ip("0.0.0.0") + ip(yiaddr) + ip(siaddr) + ip("0.0.0.0")
+    hdr += mac.ljust(16, b"\0") + b"\0" * 64 + b"\0" * 128
+    body = bytes([99, 130, 83, 99, 53, 1, msg_type])
+    for code, value in opts:
+        value = ip(value) if isinstance(value, str) else value
+        body += bytes([code, len(value)]) + value
+    body += b"\xff"
+    return (hdr + body).ljust(300, b"\0")
+
+
+def dhcp_seeds():
+    full = [
+        (54, "10.0.2.2"), (51, struct.pack("!I", 86400)), (1, "255.255.255.0"),
+        (3, bytes([10, 0, 2, 2, 10, 0, 2, 1])), (6, bytes([10, 0, 2, 3, 1, 1, 1, 1])),
+        (12, b"wyrcan"),
+        (252, b"http://10.0.2.2/wpad.dat"),
+    ]
+    yield "offer", dhcp(2, "10.0.2.15", opts=full)
+    yield "offer-siaddr-only", dhcp(2, "192.168.1.50", siaddr="192.168.1.1",
+                                    opts=[(1, "255.255.0.0")])
+    # RFC 3396: a long option split in two, concatenated by the decoder.
+    yield "offer-split-option", dhcp(2, "10.0.2.16", opts=[
+        (54, "10.0.2.2"), (6, bytes([8, 8])), (6, bytes([8, 8]))])
+    yield "ack", dhcp(5, "10.0.2.15", opts=full)
+    yield "nak", dhcp(6, "0.0.0.0", opts=[(54, "10.0.2.2"), (56, b"wrong network")])
+    yield "other-xid", dhcp(2, "10.0.2.15", opts=full, xid=0x12345678)
+
+
+def write(sub, seeds):
+    os.makedirs(os.path.join(HERE, sub), exist_ok=True)
+    for name, data in seeds:
+        with open(os.path.join(HERE, sub, name), "wb") as f:
+            f.write(data)
+
+
+if __name__ == "__main__":
+    write("flatten", flatten_seeds())
+    write("dhcp", dhcp_seeds())

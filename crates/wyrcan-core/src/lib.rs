@@ -13,4 +13,5 @@ pub mod kernel;
 pub mod manifest;
 pub mod modules;
 pub mod reference;
+pub mod tar;
 pub mod tree;

@@ -21,10 +21,7 @@
 //! intermediate components are followed inside the tree, so no entry can
 //! land outside it.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io;
-use std::rc::Rc;
 
 /// The parts of an inode that survive flattening, besides its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,8 +71,8 @@ pub enum Special {
 /// One tar entry of a layer, reduced to what flattening needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerEntry {
-    /// Position of the entry in the layer's tar stream, as the `tar` crate
-    /// yields them; the second pass finds file contents by it.
+    /// Member number in the layer's tar stream (extension headers not
+    /// counted); the second pass finds file contents by it.
     pub index: u32,
     /// Path as written in the tar (raw bytes, may be absolute or hold `..`).
     pub path: Vec<u8>,
@@ -108,25 +105,14 @@ pub enum EntryKind {
     },
     /// Device node or fifo.
     Special(Special),
-    /// Entries that carry nothing for the filesystem (global PAX headers,
-    /// volume labels); kept so indices stay aligned between the passes.
-    Ignored,
 }
 
 /// Why a layer could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
-    /// The tar stream itself is unreadable.
+    /// The tar stream itself is unreadable or not acceptable.
     #[error("reading the layer's tar stream: {0}")]
-    Tar(#[source] io::Error),
-    /// A tar entry type we cannot represent faithfully.
-    #[error("entry {path:?} has unsupported tar type {typeflag:?} (sparse and multi-volume entries are not supported)")]
-    Unsupported {
-        /// Entry path.
-        path: String,
-        /// The typeflag byte as a character.
-        typeflag: char,
-    },
+    Tar(#[from] crate::tar::TarError),
     /// A hard link whose target does not exist at that point.
     #[error(
         "hard link {path:?} points to {target:?}, which does not exist in this or a lower layer"
@@ -228,6 +214,25 @@ pub struct Stats {
     pub bytes: u64,
 }
 
+/// A name cleaned as text, the way umoci, containerd and moby clean a tar
+/// member's name before they look at the filesystem: `.` and empty
+/// components dropped, `..` removes the component before it and stops at
+/// the root. `tmp/../../moo` is `moo` (no stray `tmp/`), and `l/../x` is
+/// `x` whatever `l` is.
+fn clean(path: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn components(path: &[u8]) -> Vec<&[u8]> {
     path.split(|&b| b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
@@ -268,10 +273,7 @@ impl Tree {
     }
 
     fn apply(&mut self, layer: u32, e: &LayerEntry) -> Result<(), TreeError> {
-        if e.kind == EntryKind::Ignored {
-            return Ok(());
-        }
-        let comps = components(&e.path);
+        let comps = clean(&e.path);
         let Some((&name, parents)) = comps.split_last() else {
             if e.kind == EntryKind::Dir {
                 self.nodes[ROOT as usize].meta = e.meta;
@@ -283,10 +285,6 @@ impl Tree {
             return self.whiteout(layer, e, parents, name);
         }
         let parent = self.resolve(parents, Some(layer), &e.path)?;
-        if name == b".." {
-            // "a/.." names a directory, never a new entry: nothing to create.
-            return Ok(());
-        }
         let existing = self.child(parent, name);
         match &e.kind {
             EntryKind::Dir => {
@@ -319,7 +317,7 @@ impl Tree {
                 self.insert(parent, name, NodeKind::Special(*s), e.meta, layer);
             }
             EntryKind::Hardlink { target } => {
-                let tcomps = components(target);
+                let tcomps = clean(target);
                 let found = match tcomps.split_last() {
                     Some((&tname, tparents)) => self
                         .lookup_parent(tparents, target)?
@@ -350,7 +348,6 @@ impl Tree {
                 };
                 self.insert(parent, name, kind, e.meta, layer);
             }
-            EntryKind::Ignored => {}
         }
         Ok(())
     }

@@ -348,5 +348,32 @@ fn tar_without_end_padding_is_accepted_but_cut_data_is_not() {
     assert_eq!(fs.get("etc/a"), Some(&Out::File("abc".into(), 1)));
     // Cut inside the file's bytes: an error.
     let e = index_layer(&full[..512 + 512 + 2]).unwrap_err().to_string();
-    assert!(e.contains("unexpected EOF"), "{e}");
+    assert!(e.contains("ends inside the entry's data"), "{e}");
+}
+
+/// A regular file whose raw name holds `..`, as an attacker (or a sloppy
+/// writer) would store it.
+fn raw_file(b: &mut tar::Builder<Vec<u8>>, p: &str, data: &[u8]) {
+    let mut h = Layer::head(tar::EntryType::Regular, 0o644, data.len() as u64);
+    h.as_gnu_mut().unwrap().name[..p.len()].copy_from_slice(p.as_bytes());
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+}
+
+#[test]
+fn names_are_cleaned_as_text_before_they_are_resolved() {
+    // `tmp/../../moo` is `moo`: no stray `tmp/`.
+    let mut b = tar::Builder::new(Vec::new());
+    raw_file(&mut b, "tmp/../../moo", b"m");
+    let (fs, _) = flatten(&[b.into_inner().unwrap()]);
+    assert_eq!(get(&fs, "moo"), Some(&Out::File("m".into(), 1)));
+    assert!(!fs.contains_key("tmp"), "{fs:?}");
+
+    // `l/../x` with `l -> a/b` is `/x` (umoci, containerd, moby), not `a/x`.
+    let l0 = Layer::new().dir("a").dir("a/b").symlink("l", "a/b").done();
+    let mut b = tar::Builder::new(Vec::new());
+    raw_file(&mut b, "l/../x", b"x");
+    let (fs, _) = flatten(&[l0, b.into_inner().unwrap()]);
+    assert_eq!(get(&fs, "x"), Some(&Out::File("x".into(), 1)));
+    assert!(!fs.contains_key("a/x"), "{fs:?}");
 }

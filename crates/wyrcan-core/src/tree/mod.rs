@@ -123,6 +123,12 @@ pub enum TreeError {
         /// Missing target.
         target: String,
     },
+    /// Symlink resolution over the whole tree went past [`SYMLINK_WORK`].
+    #[error("resolving {path:?} through symbolic links: the layers make symlink resolution exceed its bound (a hostile layer?)")]
+    TooMuchWork {
+        /// The path being resolved.
+        path: String,
+    },
     /// A symlink chain too long to be resolved (or a loop).
     #[error("too many levels of symbolic links while resolving {path:?}")]
     SymlinkLoop {
@@ -186,14 +192,30 @@ pub enum NodeInfo {
     Special(Special),
 }
 
-/// The flattened filesystem of an image, headers only.
+/// The flattened filesystem of an image, headers only. Slots of removed
+/// nodes and inodes are reused, so memory follows the paths that survive,
+/// not the entries that went by (10 million entries all named `a` cost
+/// one node).
 #[derive(Debug)]
 pub struct Tree {
     nodes: Vec<Node>,
     inodes: Vec<Inode>,
+    free_nodes: Vec<NodeId>,
+    free_inodes: Vec<u32>,
+    /// Directories already made opaque by a layer: a second marker in the
+    /// same layer has nothing left to remove (keeps n markers O(n), not O(n²)).
+    opaque: std::collections::HashSet<(NodeId, u32)>,
+    /// Components still allowed to come from symlink targets while
+    /// resolving names, over the whole tree.
+    symlink_work: u64,
     /// Whether some layer gave the root its own metadata (`./` entry).
     root_meta: bool,
 }
+
+/// Components all symlink resolutions of one tree may expand, in total:
+/// far above any real image (each resolution is at most 40 links of at most
+/// 4096 bytes), far below hours of CPU.
+pub const SYMLINK_WORK: u64 = 1 << 26;
 
 impl Default for Tree {
     fn default() -> Self {
@@ -259,6 +281,10 @@ impl Tree {
                 touched: 0,
             }],
             inodes: Vec::new(),
+            free_nodes: Vec::new(),
+            free_inodes: Vec::new(),
+            opaque: std::collections::HashSet::new(),
+            symlink_work: SYMLINK_WORK,
             root_meta: false,
         }
     }
@@ -299,14 +325,28 @@ impl Tree {
                 self.insert(parent, name, NodeKind::Dir(BTreeMap::new()), e.meta, layer);
             }
             EntryKind::File { size } => {
-                self.inodes.push(Inode {
+                let inode = Inode {
                     layer,
                     entry: e.index,
                     size: *size,
                     meta: e.meta,
                     links: 0,
-                });
-                let ino = (self.inodes.len() - 1) as u32;
+                };
+                // The old file at this path goes first, so its inode slot
+                // can be the new one's.
+                if let Some(old) = existing {
+                    self.detach(old);
+                }
+                let ino = match self.free_inodes.pop() {
+                    Some(i) => {
+                        self.inodes[i as usize] = inode;
+                        i
+                    }
+                    None => {
+                        self.inodes.push(inode);
+                        (self.inodes.len() - 1) as u32
+                    }
+                };
                 self.insert(parent, name, NodeKind::File(ino), e.meta, layer);
             }
             EntryKind::Symlink { target } => {
@@ -361,7 +401,9 @@ impl Tree {
     ) -> Result<(), TreeError> {
         if name == OPAQUE {
             let dir = self.resolve(parents, Some(layer), &e.path)?;
-            self.prune_lower(dir, layer);
+            if self.opaque.insert((dir, layer)) {
+                self.prune_lower(dir, layer);
+            }
             return Ok(());
         }
         if name.starts_with(WHITEOUT_META) {
@@ -418,6 +460,11 @@ impl Tree {
                     }
                     NodeKind::Symlink(target) => {
                         links += 1;
+                        let cost = target.len() as u64 / 2 + 1;
+                        if self.symlink_work < cost {
+                            return Err(TreeError::TooMuchWork { path: lossy(whole) });
+                        }
+                        self.symlink_work -= cost;
                         if links > MAX_SYMLINKS {
                             return Err(TreeError::SymlinkLoop { path: lossy(whole) });
                         }
@@ -482,14 +529,23 @@ impl Tree {
         if let NodeKind::File(ino) = kind {
             self.inodes[ino as usize].links += 1;
         }
-        let id = self.nodes.len() as NodeId;
-        self.nodes.push(Node {
+        let node = Node {
             name: name.into(),
             parent,
             kind,
             meta,
             touched: layer,
-        });
+        };
+        let id = match self.free_nodes.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = node;
+                id
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as NodeId
+            }
+        };
         if let NodeKind::Dir(children) = &mut self.nodes[parent as usize].kind {
             children.insert(name.into(), id);
         }
@@ -508,11 +564,20 @@ impl Tree {
         }
         let mut stack = vec![id];
         while let Some(n) = stack.pop() {
-            match std::mem::replace(&mut self.nodes[n as usize].kind, NodeKind::Removed) {
+            let node = &mut self.nodes[n as usize];
+            node.name = Box::default();
+            match std::mem::replace(&mut node.kind, NodeKind::Removed) {
                 NodeKind::Dir(children) => stack.extend(children.into_values()),
-                NodeKind::File(ino) => self.inodes[ino as usize].links -= 1,
+                NodeKind::File(ino) => {
+                    let inode = &mut self.inodes[ino as usize];
+                    inode.links -= 1;
+                    if inode.links == 0 {
+                        self.free_inodes.push(ino);
+                    }
+                }
                 _ => {}
             }
+            self.free_nodes.push(n);
         }
     }
 

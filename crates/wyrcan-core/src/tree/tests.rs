@@ -377,3 +377,78 @@ fn names_are_cleaned_as_text_before_they_are_resolved() {
     assert_eq!(get(&fs, "x"), Some(&Out::File("x".into(), 1)));
     assert!(!fs.contains_key("a/x"), "{fs:?}");
 }
+
+fn entry(index: u32, path: &str, kind: EntryKind) -> LayerEntry {
+    LayerEntry {
+        index,
+        path: path.as_bytes().to_vec(),
+        kind,
+        meta: Meta::IMPLIED_DIR,
+    }
+}
+
+#[test]
+fn memory_follows_surviving_paths_not_entries() {
+    let entries: Vec<LayerEntry> = (0..100_000)
+        .map(|i| entry(i, "a", EntryKind::File { size: 1 }))
+        .collect();
+    let mut tree = Tree::new();
+    tree.apply_layer(0, &entries).unwrap();
+    assert!(tree.nodes.len() <= 3, "{} nodes", tree.nodes.len());
+    assert!(tree.inodes.len() <= 2, "{} inodes", tree.inodes.len());
+    let plan = tree.plan(None, None);
+    // The last one wins.
+    assert_eq!(plan.layer(0).len(), 1);
+    assert_eq!(plan.layer(0)[0].entry, 99_999);
+}
+
+#[test]
+fn many_opaque_markers_in_one_directory_stay_linear() {
+    // n files in a lower layer, then n files and n markers in the next:
+    // each marker after the first has nothing left to do.
+    let n = 20_000;
+    let lower: Vec<LayerEntry> = (0..n)
+        .map(|i| entry(i, &format!("d/f{i}"), EntryKind::File { size: 0 }))
+        .collect();
+    let mut upper = Vec::new();
+    for i in 0..n {
+        upper.push(entry(
+            2 * i,
+            &format!("d/g{i}"),
+            EntryKind::File { size: 0 },
+        ));
+        upper.push(entry(
+            2 * i + 1,
+            "d/.wh..wh..opq",
+            EntryKind::File { size: 0 },
+        ));
+    }
+    let mut tree = Tree::new();
+    tree.apply_layer(0, &lower).unwrap();
+    tree.apply_layer(1, &upper).unwrap();
+    let stats = tree.stats();
+    assert_eq!(stats.files, u64::from(n));
+    assert!(tree.lookup(b"d/f0", false).unwrap().is_none());
+    assert!(tree.lookup(b"d/g0", false).unwrap().is_some());
+}
+
+#[test]
+fn symlink_resolution_has_a_total_budget() {
+    // A chain of long symlinks walked by many entries: bounded work, then
+    // a clear error instead of minutes of CPU.
+    let target = "x/".repeat(2000) + "y";
+    let mut entries = vec![entry(
+        0,
+        "l",
+        EntryKind::Symlink {
+            target: target.into_bytes(),
+        },
+    )];
+    for i in 1..10_000 {
+        entries.push(entry(i, &format!("l/f{i}"), EntryKind::File { size: 0 }));
+    }
+    let mut tree = Tree::new();
+    tree.symlink_work = SYMLINK_WORK / 64;
+    let e = tree.apply_layer(0, &entries).unwrap_err();
+    assert!(e.to_string().contains("exceed its bound"), "{e}");
+}

@@ -21,6 +21,9 @@ const MIB: u64 = 1024 * 1024;
 /// What the next kernel itself takes before it unpacks the initrd: a
 /// conservative figure for a distribution kernel.
 const KERNEL_OVERHEAD: u64 = 128 * MIB;
+/// Memory one tar entry may cost between the passes (header, name, node),
+/// counted high.
+const ENTRY_COST: u64 = 1024;
 
 /// A kernel and initrd ready for `kexec_file_load`.
 #[derive(Debug)]
@@ -103,6 +106,13 @@ pub fn prepare(
     progress: &Progress,
 ) -> Result<Prepared> {
     let (total, available) = meminfo(sys)?;
+    // The headers wait in memory between the passes: never more of them
+    // than a quarter of the free RAM holds.
+    let mut opts = opts.clone();
+    if available > 0 {
+        opts.max_entries = opts.max_entries.min(available / 4 / ENTRY_COST);
+    }
+    let opts = &opts;
     // The compressed layers sit in scratch space (RAM in the boot
     // environment) while the initrd, about as large, is written: refuse
     // before downloading rather than run out of memory halfway.

@@ -6,6 +6,9 @@ show no change.
 
 flatten: the target splits its input in half and reads each half as one
 uncompressed layer tar, so each seed is two tars padded to the same length.
+tar: not written here: the first tar of each flatten seed (`head -c` half
+of it) and GNU tar's sparse formats (crates/wyrcan-core/tests/fixtures/tar/
+gen.sh makes the same files).
 dhcp: the target's client has MAC 02:00:00:00:00:01 and xid 7 and has just
 sent its DISCOVER, so an OFFER for it goes deepest; ACK/NAK still decode.
 """

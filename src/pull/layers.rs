@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -49,8 +49,10 @@ pub fn fetch_layers(
     r: &Resolved,
     scratch: &Path,
     jobs: usize,
+    max_entries: u64,
     progress: &Progress,
 ) -> Result<Vec<LocalLayer>> {
+    let budget = AtomicU64::new(max_entries);
     let layers = &r.manifest.layers;
     let slots: Vec<Mutex<Option<Result<LocalLayer>>>> =
         layers.iter().map(|_| Mutex::new(None)).collect();
@@ -61,7 +63,7 @@ pub fn fetch_layers(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(desc) = layers.get(i) else { break };
-                let res = fetch_one(client, r, i, desc, r.compressions[i], scratch, progress);
+                let res = fetch_one(client, r, i, desc, scratch, &budget, progress);
                 let failed = res.is_err();
                 *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
                 if failed {
@@ -86,10 +88,11 @@ fn fetch_one(
     r: &Resolved,
     i: usize,
     desc: &Descriptor,
-    compression: Compression,
     scratch: &Path,
+    budget: &AtomicU64,
     progress: &Progress,
 ) -> Result<LocalLayer> {
+    let compression = r.compressions[i];
     let n = r.manifest.layers.len();
     let what = format!("layer {}/{n} {}", i + 1, desc.digest);
     let started = Instant::now();
@@ -108,12 +111,13 @@ fn fetch_one(
         .with_context(|| format!("downloading {what} of {}", r.reference))?;
     bar.finish();
     file.rewind().context("rewinding a scratch file")?;
-    let entries = tree::index_layer(decoder(compression, &mut file)?).with_context(|| {
-        format!(
-            "reading {what} of {} (a {:?} tar)",
-            r.reference, compression
-        )
-    })?;
+    let entries = tree::index_layer_bounded(decoder(compression, &mut file)?, budget)
+        .with_context(|| {
+            format!(
+                "reading {what} of {} (a {:?} tar)",
+                r.reference, compression
+            )
+        })?;
     tracing::info!(
         "{what}: {} entries, {} in {:.1?}",
         entries.len(),

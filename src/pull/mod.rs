@@ -60,7 +60,14 @@ pub fn pull_checked(
         None => tempfile::Builder::new().prefix("wyrcan-").tempdir(),
     }
     .context("creating a scratch directory for the layers (set --tmpdir or TMPDIR)")?;
-    let layers = fetch_layers(&client, &resolved, scratch.path(), opts.jobs, progress)?;
+    let layers = fetch_layers(
+        &client,
+        &resolved,
+        scratch.path(),
+        opts.jobs,
+        opts.max_entries,
+        progress,
+    )?;
     Ok(Pulled {
         resolved,
         layers,

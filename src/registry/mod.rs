@@ -60,6 +60,10 @@ pub struct PullOptions {
     pub jobs: usize,
     /// Where compressed layers wait between the two passes (`$TMPDIR` if unset).
     pub tmpdir: Option<PathBuf>,
+    /// Most tar entries all layers may hold together: headers are kept
+    /// between the passes, so this bounds their memory (about 200 bytes
+    /// each plus the name). PID 1 lowers it to what its RAM holds.
+    pub max_entries: u64,
     /// How many times a failed request is retried (so `retries + 1` attempts).
     pub retries: u32,
     /// The first wait between attempts; it doubles after each failure, up to 8 s.
@@ -76,11 +80,16 @@ impl Default for PullOptions {
             platform: None,
             jobs: 4,
             tmpdir: None,
+            max_entries: DEFAULT_MAX_ENTRIES,
             retries: 5,
             backoff: Duration::from_millis(500),
         }
     }
 }
+
+/// Entries an image may have unless told otherwise: 50 times a Debian
+/// image with systemd and a kernel (13 000), about 200 MiB of headers at worst.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
 
 /// Where a pull's credentials come from.
 #[derive(Debug, Clone, Default)]

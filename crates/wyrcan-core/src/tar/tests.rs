@@ -410,3 +410,32 @@ fn a_bad_sparse_map_is_an_error() {
     let e = read_all(&t).unwrap_err().to_string();
     assert!(e.contains("sparse file map has"), "{e}");
 }
+
+#[test]
+fn sparse_files_written_by_gnu_tar() {
+    let mut want = vec![0u8; 64 << 10];
+    want[10 << 10..(10 << 10) + 4].copy_from_slice(b"data");
+    for (name, bytes) in [
+        (
+            "pax-sparse-0.0",
+            &include_bytes!("../../tests/fixtures/tar/pax-sparse-0.0")[..],
+        ),
+        (
+            "pax-sparse-0.1",
+            &include_bytes!("../../tests/fixtures/tar/pax-sparse-0.1")[..],
+        ),
+        (
+            "pax-sparse-1.0",
+            &include_bytes!("../../tests/fixtures/tar/pax-sparse-1.0")[..],
+        ),
+        (
+            "gnu-sparse",
+            &include_bytes!("../../tests/fixtures/tar/gnu-sparse")[..],
+        ),
+    ] {
+        let all = read_all(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(names(&all), ["s"], "{name}");
+        assert_eq!(all[0].0.size, 64 << 10, "{name}");
+        assert!(all[0].1 == want, "{name}: contents differ");
+    }
+}

@@ -4,6 +4,7 @@
 //! numbers are the reader's, so both passes agree on them.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::tar::{Kind, Reader, TarError};
@@ -11,9 +12,28 @@ use crate::tar::{Kind, Reader, TarError};
 /// First pass over one (decompressed) layer: read every header, skip the
 /// contents.
 pub fn index_layer<R: Read>(tar: R) -> Result<Vec<LayerEntry>, TreeError> {
+    index_layer_bounded(tar, &AtomicU64::new(u64::MAX))
+}
+
+/// [`index_layer`] taking each entry from `budget`, shared by the layers of
+/// one image (indexed in parallel): an image whose layers hold more entries
+/// in total is refused before its headers can fill memory.
+pub fn index_layer_bounded<R: Read>(
+    tar: R,
+    budget: &AtomicU64,
+) -> Result<Vec<LayerEntry>, TreeError> {
     let mut reader = Reader::new(tar);
     let mut out = Vec::new();
     while let Some(e) = reader.next_entry()? {
+        if budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .is_err()
+        {
+            return Err(TreeError::TooManyEntries {
+                entry: e.index,
+                path: lossy(&e.path),
+            });
+        }
         let kind = match e.kind {
             Kind::Dir => EntryKind::Dir,
             Kind::File => EntryKind::File { size: e.size },

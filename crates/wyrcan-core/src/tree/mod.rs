@@ -123,6 +123,14 @@ pub enum TreeError {
         /// Missing target.
         target: String,
     },
+    /// The image's layers hold more entries than allowed.
+    #[error("entry {entry} ({path:?}) is one more than the image may have in all its layers (a hostile layer, or raise the limit)")]
+    TooManyEntries {
+        /// Member number in its layer.
+        entry: u32,
+        /// Its name.
+        path: String,
+    },
     /// Symlink resolution over the whole tree went past [`SYMLINK_WORK`].
     #[error("resolving {path:?} through symbolic links: the layers make symlink resolution exceed its bound (a hostile layer?)")]
     TooMuchWork {
@@ -693,7 +701,7 @@ mod emit;
 mod layer;
 
 pub use emit::{FileJob, Plan, Role, Sink};
-pub use layer::{for_each_file, index_layer};
+pub use layer::{for_each_file, index_layer, index_layer_bounded};
 
 #[cfg(test)]
 mod tests;

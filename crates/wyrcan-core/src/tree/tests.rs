@@ -452,3 +452,21 @@ fn symlink_resolution_has_a_total_budget() {
     let e = tree.apply_layer(0, &entries).unwrap_err();
     assert!(e.to_string().contains("exceed its bound"), "{e}");
 }
+
+#[test]
+fn the_entry_budget_is_shared_and_enforced() {
+    let l = Layer::new()
+        .file("a", "1")
+        .file("b", "2")
+        .file("c", "3")
+        .done();
+    let budget = std::sync::atomic::AtomicU64::new(5);
+    assert_eq!(index_layer_bounded(&l[..], &budget).unwrap().len(), 3);
+    let e = index_layer_bounded(&l[..], &budget)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("entry 2 (\"c\") is one more than the image may have"),
+        "{e}"
+    );
+}

@@ -32,6 +32,10 @@ pub struct PullArgs {
     /// Where compressed layers wait between the two passes [default: $TMPDIR].
     #[arg(long, value_name = "DIR")]
     pub tmpdir: Option<PathBuf>,
+    /// Most tar entries all layers may hold together (their headers wait in
+    /// memory between the two passes, about 1 KiB each at worst).
+    #[arg(long, value_name = "N", default_value_t = crate::registry::DEFAULT_MAX_ENTRIES)]
+    pub max_entries: u64,
 }
 
 impl PullArgs {
@@ -62,6 +66,7 @@ impl PullArgs {
             platform,
             jobs: self.jobs,
             tmpdir: self.tmpdir.clone(),
+            max_entries: self.max_entries,
             ..PullOptions::default()
         })
     }

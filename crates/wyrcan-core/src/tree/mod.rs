@@ -111,7 +111,7 @@ pub enum EntryKind {
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
     /// The tar stream itself is unreadable or not acceptable.
-    #[error("reading the layer's tar stream: {0}")]
+    #[error("reading the layer's tar stream")]
     Tar(#[from] crate::tar::TarError),
     /// A hard link whose target does not exist at that point.
     #[error(
@@ -124,7 +124,7 @@ pub enum TreeError {
         target: String,
     },
     /// The image's layers hold more entries than allowed.
-    #[error("entry {entry} ({path:?}) is one more than the image may have in all its layers (a hostile layer, or raise the limit)")]
+    #[error("entry {entry} ({path:?}) is one more than the image may have in all its layers (a hostile layer? if not, raise --max-entries)")]
     TooManyEntries {
         /// Member number in its layer.
         entry: u32,

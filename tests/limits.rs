@@ -1,6 +1,7 @@
 //! Limits and output permissions, end to end against the real
-//! `docker-registry`: `unpack` creates DIR 0700 for the caller whatever
-//! the image's root says; `morph` outputs are 0600.
+//! `docker-registry`: a manifest over the layer limit is refused before any
+//! blob is requested, by every pulling command; `unpack` creates DIR 0700
+//! for the caller whatever the image's root says; `morph` outputs are 0600.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::path::Path;
 
 use common::image::{noise, push, Entry, Image, Layer};
 use common::registry::{self, Registry};
-use common::{assert_success, morph, reference, wyrcan, Outputs};
+use common::{assert_failure, assert_mentions, assert_success, morph, reference, wyrcan, Outputs};
 
 /// A bootable layer: `/init`, a kernel and its `boot/wyrcan.kernel` link,
 /// a cmdline file and a 0600 `/etc/shadow`.
@@ -36,6 +37,55 @@ fn unpack(reg: &Registry, repo: &str, dir: &Path) -> std::process::Output {
         "--insecure".into(),
         reg.addr(),
     ])
+}
+
+/// The registry's access log lines that fetched a blob of `repo`.
+fn blob_gets(reg: &Registry, repo: &str) -> Vec<String> {
+    let needle = format!("\"GET /v2/{repo}/blobs/");
+    reg.log()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_manifest_over_the_layer_limit_is_refused_before_any_blob_request() {
+    let reg = registry::shared();
+    let repo = "limits/many-layers";
+    // 1000 layers, all the same tiny blob: one upload, a manifest listing
+    // it 1000 times (the count is what is checked, not the bytes).
+    let layer = Layer::new(vec![Entry::file("f", "x")]);
+    push(reg, repo, "t", &Image::oci(vec![layer; 1000]));
+    let r = reference(&reg.addr(), repo, "t");
+    let image = format!("{}/{repo}:t", reg.addr());
+
+    let out = Outputs::new();
+    let err = assert_failure(&morph(&reg.addr(), &r, &out, &[]), "morph of 1000 layers");
+    assert_mentions(&err, &format!("{image} has 1000 layers"), "morph error");
+    assert_mentions(&err, "at most 999 are supported", "morph error");
+    assert_mentions(&err, "fewer layers", "morph error");
+    out.assert_nothing_left();
+
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("rootfs");
+    let err = assert_failure(&unpack(reg, repo, &dir), "unpack of 1000 layers");
+    assert_mentions(&err, &format!("{image} has 1000 layers"), "unpack error");
+    assert!(!dir.exists(), "unpack left {}", dir.display());
+
+    // The access log is there (the manifest was fetched), and it holds no blob GET.
+    let manifest_gets = format!("\"GET /v2/{repo}/manifests/t ");
+    assert!(
+        reg.log().contains(&manifest_gets),
+        "no access line for the manifest in the registry log:\n{}",
+        reg.log()
+    );
+    let gets = blob_gets(reg, repo);
+    assert!(
+        gets.is_empty(),
+        "blobs (config or layers) were requested before the refusal:\n{}",
+        gets.join("\n")
+    );
 }
 
 #[test]

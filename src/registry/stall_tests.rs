@@ -352,8 +352,11 @@ fn a_manifest_above_the_floor_but_past_its_deadline_is_cut() {
     let body = vec![b' '; 16 << 10];
     let server = DripServer::start(move |_| Reply::new(200, &body).drip_after(1 << 10));
     let o = PullOptions {
-        // A floor the drip meets, so only the deadline can end it.
+        // A floor the drip meets, and a window long enough that even a
+        // starved server thread sends something in each: only the
+        // deadline can end it.
         min_rate: 1,
+        rate_window: Duration::from_millis(1500),
         retries: 1,
         ..opts(&server)
     };

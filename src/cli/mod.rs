@@ -7,6 +7,7 @@ pub mod efi;
 pub mod pull;
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -37,8 +38,16 @@ pub struct Opt {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Pull IMAGE and convert it into a kernel, an initrd and a cmdline.
+    ///
+    /// The outputs are created 0600: the initrd holds the image's private
+    /// files (/etc/shadow, keys).
     Morph(MorphArgs),
     /// Pull IMAGE and write its flattened filesystem into DIR.
+    ///
+    /// DIR itself is created 0700 for the caller; the image's root
+    /// directory metadata is not applied to it, so other local users cannot
+    /// reach devices or setuid files inside. Everything inside DIR gets the
+    /// image's owners (when run as root) and modes.
     Unpack(UnpackArgs),
     /// On a running Linux host: pull IMAGE, convert it in memory and load
     /// it with kexec_file_load; --exec switches to it at once.
@@ -228,8 +237,11 @@ fn unpack_cmd(a: UnpackArgs, progress: &Progress) -> Result<()> {
     let plan = tree.plan(None, None);
     // Unpack beside the target and rename at the end, so a failure leaves
     // no half-written tree behind.
+    // Created 0700 for the caller, and it stays so as DIR: the image's
+    // root metadata is not applied to it (see dirsink).
     let staging = tempfile::Builder::new()
         .prefix(".wyrcan-unpack-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(&parent)
         .with_context(|| format!("creating a directory in {}", parent.display()))?;
     let mut sink = convert::dirsink::DirSink::new(staging.path());
@@ -285,6 +297,27 @@ mod tests {
     fn morph_needs_outputs() {
         let e = Opt::try_parse_from(["wyrcan", "morph", "x"]).unwrap_err();
         assert!(e.to_string().contains("--kernel <FILE>"), "{e}");
+    }
+
+    #[test]
+    fn unpack_and_morph_help_say_what_the_outputs_modes_are() {
+        use clap::CommandFactory;
+        let mut cmd = Opt::command();
+        let unpack = cmd
+            .find_subcommand_mut("unpack")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            unpack.contains("DIR itself is created 0700 for the caller"),
+            "{unpack}"
+        );
+        let morph = cmd
+            .find_subcommand_mut("morph")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(morph.contains("created 0600"), "{morph}");
     }
 
     #[test]

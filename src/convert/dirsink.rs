@@ -7,6 +7,11 @@
 //! Directory owners, modes and mtimes are applied at the end, deepest first:
 //! a read-only directory would block its own children, and adding a child
 //! changes the directory's mtime.
+//!
+//! The root itself keeps the owner and mode it was created with (0700, the
+//! caller's): the image's `./` entry is not applied to it. Applied, a
+//! `./` of mode 0755 (the usual) or 07777 would let every local user reach
+//! the image's device nodes and setuid files inside.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -45,7 +50,8 @@ fn times(meta: &Meta) -> Timestamps {
 }
 
 impl DirSink {
-    /// Write into `root`, which must exist and be empty.
+    /// Write into `root`, which must exist and be empty; `root`'s own
+    /// owner, mode and mtime are left as they are.
     pub fn new(root: &Path) -> Self {
         DirSink {
             root: root.to_path_buf(),
@@ -106,10 +112,12 @@ impl DirSink {
 
 impl Sink for DirSink {
     fn dir(&mut self, path: &[u8], meta: &Meta) -> io::Result<()> {
-        let p = self.path(path);
-        if path != b"." {
-            fs::create_dir(&p).map_err(|e| with_path(e, "creating directory", &p))?;
+        if path == b"." {
+            // The image's root metadata stays out of the target (module doc).
+            return Ok(());
         }
+        let p = self.path(path);
+        fs::create_dir(&p).map_err(|e| with_path(e, "creating directory", &p))?;
         self.dirs.push((p, *meta));
         Ok(())
     }
@@ -175,5 +183,45 @@ impl Sink for DirSink {
             fs::hard_link(&p, &o).map_err(|e| with_path(e, "hard-linking", &o))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+
+    #[test]
+    fn the_image_root_metadata_stays_off_the_target_but_reaches_its_contents() {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("root");
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&root)
+            .expect("creating the root");
+        let before = fs::metadata(&root).unwrap();
+        let wide = Meta {
+            mode: 0o7777,
+            uid: 1234,
+            gid: 1234,
+            mtime: 1,
+        };
+        let mut sink = DirSink::new(&root);
+        sink.dir(b".", &wide).unwrap();
+        sink.dir(
+            b"sub",
+            &Meta {
+                mode: 0o750,
+                ..wide
+            },
+        )
+        .unwrap();
+        sink.finish().unwrap();
+        let after = fs::metadata(&root).unwrap();
+        assert_eq!(after.mode() & 0o7777, 0o700, "the root keeps 0700");
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        let sub = fs::metadata(root.join("sub")).unwrap();
+        assert_eq!(sub.mode() & 0o7777, 0o750, "contents get the image's mode");
+        assert_eq!(sub.mtime(), 1);
     }
 }

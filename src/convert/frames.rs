@@ -18,7 +18,11 @@ use wyrcan_core::tree::{Plan, Tree};
 
 use super::emit::{deliver, layer_name, stream_layer, SideOutputs};
 use super::OutputCompression;
-use crate::pull::LocalLayer;
+use crate::pull::{LocalLayer, MAX_LAYERS};
+
+// Layer `i` numbers its inodes from `(i + 1) << 22`: the last layer's
+// range must fit the cpio header's 32-bit field.
+const _: () = assert!(((MAX_LAYERS as u64) + 1) << 22 < u32::MAX as u64);
 
 /// Compressed frames of the initrd, appended by several threads. Every
 /// frame holds whole cpio entries, so frames from different layers can
@@ -231,8 +235,10 @@ pub fn write_initrd(
     };
     let side = SideOutputs::new(Some(kernel_out));
     let n = layers.len();
-    if n >= 1000 {
-        bail!("{image} has {n} layers; at most 999 are supported");
+    // The pull refused this before any download; kept for callers that
+    // build layers themselves.
+    if n > MAX_LAYERS {
+        bail!("{image} has {n} layers; at most {MAX_LAYERS} are supported: rebuild it with fewer layers");
     }
     let mut w = cpio::Writer::with_first_ino(
         FrameWriter {
@@ -271,7 +277,8 @@ pub fn write_initrd(
                             break;
                         }
                         let what = layer_name(i, n, layer, image);
-                        // Disjoint inode numbers per layer (see cpio::Writer::with_first_ino).
+                        // Disjoint inode numbers per layer (see cpio::Writer::with_first_ino);
+                        // the assertion under the imports says the last range fits.
                         let first_ino = ((i as u32) + 1) << 22;
                         let mut w = cpio::Writer::with_first_ino(
                             FrameWriter {

@@ -1,5 +1,9 @@
 //! Outputs that appear whole or not at all: files are written beside
 //! their targets and renamed into place only when every one is complete.
+//!
+//! Every output is created mode 0600 (before umask), staging file and
+//! final file alike: an initrd holds the image's private files
+//! (`/etc/shadow`, keys), and the kernel and cmdline go with it.
 
 use std::fs::File;
 use std::io;
@@ -7,6 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+
+/// The mode of every output and staging file: readable by its owner only,
+/// since an initrd carries the image's 0600 files.
+pub const OUTPUT_MODE: u32 = 0o600;
 
 /// Files written next to their final names and renamed into place only
 /// when everything succeeded; dropped unfinished, they vanish.
@@ -20,7 +28,7 @@ impl Staged {
         Staged { items: Vec::new() }
     }
 
-    /// A scratch file beside `target`; returns its index.
+    /// A scratch file beside `target`, mode [`OUTPUT_MODE`]; returns its index.
     pub fn add(&mut self, target: &Path) -> Result<usize> {
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -32,7 +40,7 @@ impl Staged {
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".wyrcan-partial")
-            .permissions(std::fs::Permissions::from_mode(0o644))
+            .permissions(std::fs::Permissions::from_mode(OUTPUT_MODE))
             .tempfile_in(dir)
             .with_context(|| {
                 format!(
@@ -83,5 +91,43 @@ pub fn check_empty_dir(dir: &Path) -> Result<bool> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn outputs_are_created_0600_and_stay_so_once_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        // An existing 0644 file is replaced, not reused with its mode.
+        let initrd = dir.path().join("initrd");
+        std::fs::write(&initrd, "old").unwrap();
+        std::fs::set_permissions(&initrd, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let kernel = dir.path().join("kernel");
+        let mut staged = Staged::new();
+        let k = staged.add(&kernel).unwrap();
+        let i = staged.add(&initrd).unwrap();
+        let partials: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".wyrcan-partial"))
+            .collect();
+        assert_eq!(partials.len(), 2, "{partials:?}");
+        for p in &partials {
+            assert_eq!(mode(p), 0o600, "staging file {}", p.display());
+        }
+        staged.file(k).write_all(b"kernel").unwrap();
+        staged.file(i).write_all(b"initrd").unwrap();
+        staged.commit().unwrap();
+        assert_eq!(mode(&kernel), 0o600);
+        assert_eq!(mode(&initrd), 0o600);
+        assert_eq!(std::fs::read(&initrd).unwrap(), b"initrd");
     }
 }

@@ -5,6 +5,7 @@
 //! [`PullOptions`] type.
 
 mod layers;
+pub mod limits;
 mod resolve;
 
 use anyhow::{Context, Result};
@@ -12,6 +13,7 @@ use wyrcan_core::manifest::Platform;
 use wyrcan_core::reference::Reference;
 
 pub use layers::{decoder, fetch_layers, LocalLayer};
+pub use limits::{MAX_LAYERS, MAX_LAYER_SIZE};
 pub use resolve::{check_config, resolve, Resolved};
 
 use crate::progress::{human, Progress};
@@ -36,6 +38,8 @@ pub fn pull(reference: &Reference, opts: &PullOptions, progress: &Progress) -> R
 
 /// [`pull`], with `check` run on the resolved manifest before any layer
 /// is downloaded (the boot environment compares sizes with its RAM there).
+/// Before either, [`resolve`] has refused a manifest over the layer limits
+/// ([`limits::check_manifest`]), so no blob of such an image is requested.
 pub fn pull_checked(
     reference: &Reference,
     opts: &PullOptions,

@@ -1,6 +1,6 @@
 //! From a reference to one verified image manifest: the index resolved to
-//! this machine's platform, every layer's media type checked before any
-//! download, and the config read for a platform sanity check.
+//! this machine's platform, the layer count, sizes and media types checked
+//! before any download, and the config read for a platform sanity check.
 
 use anyhow::{bail, Context, Result};
 use wyrcan_core::digest::Digest;
@@ -22,8 +22,9 @@ pub struct Resolved {
     pub compressions: Vec<Compression>,
 }
 
-/// Resolve a reference to the platform's manifest and check every layer
-/// type is one we can read, before downloading anything big.
+/// Resolve a reference to the platform's manifest and check, before any
+/// blob is requested, the layer count and sizes ([`super::limits`]) and
+/// that every layer type is one we can read.
 pub fn resolve(client: &Client, reference: &Reference, platform: &Platform) -> Result<Resolved> {
     // The client's errors already name the image and what was fetched.
     let top = client.fetch_manifest(&reference.manifest_ref(), reference.digest())?;
@@ -49,6 +50,8 @@ pub fn resolve(client: &Client, reference: &Reference, platform: &Platform) -> R
             }
         }
     };
+    // Before any blob request (the config included): how many layers, how big.
+    super::limits::check_manifest(reference, &manifest)?;
     let compressions = manifest
         .layers
         .iter()

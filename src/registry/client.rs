@@ -1,7 +1,8 @@
 //! Requests to one repository of one registry: the scheme of an insecure
 //! registry, redirects (each hop with its own TLS policy; the registry's
 //! `Authorization` never leaves the registry), auth challenges (bearer
-//! tokens, basic), manifests and small blobs, verified in memory.
+//! tokens, basic), manifests verified in memory. Every request carries a
+//! deadline (`pace`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,10 +13,11 @@ use ureq::http::{Response, Uri};
 use ureq::tls::TlsConfig;
 use ureq::{Agent, Body};
 use wyrcan_core::digest::Digest;
-use wyrcan_core::manifest::{Descriptor, MANIFEST_ACCEPT};
+use wyrcan_core::manifest::MANIFEST_ACCEPT;
 use wyrcan_core::reference::Reference;
 
 use super::auth::{self, Challenge, Credentials};
+use super::pace::{call_failure, Deadline, Limits, Pace};
 use super::transport::{
     backoff_delay, default_port, is_insecure, is_loopback, location_is_https, lock, origin,
     percent_encode, read_limited, resolve_location, retry_after, split_host_port, with_what,
@@ -26,10 +28,6 @@ use super::{tls, CredentialSource, FetchedManifest, PullOptions, RegistryError};
 /// Upper bound of a manifest body; the distribution spec asks registries to
 /// accept at least 4 MiB, so anything far above is not a manifest.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
-/// Upper bound of a blob read into memory by [`Client::fetch_blob_bytes`]
-/// (image configs are kilobytes; this only stops a hostile descriptor from
-/// making us allocate gigabytes).
-const MAX_BLOB_IN_MEMORY: u64 = 64 << 20;
 /// Upper bound of a token endpoint answer.
 const MAX_TOKEN_BYTES: u64 = 1 << 20;
 /// Redirect hops followed per request (registry → CDN is one or two).
@@ -53,6 +51,8 @@ pub struct Client {
     pub(super) credentials: Option<Credentials>,
     pub(super) retries: u32,
     pub(super) backoff: Duration,
+    /// Deadlines and the rate floor of every request.
+    pub(super) limits: Limits,
     /// Verifies TLS against the system roots and `--ca` files.
     pub(super) verified: Agents,
     /// Skips TLS verification; used only for hosts listed in `insecure`.
@@ -86,8 +86,12 @@ impl Client {
         };
 
         let roots = tls::root_certs(&opts.ca_files, opts.system_roots)?;
-        let verified = Agents::new(TlsConfig::builder().root_certs(roots).build());
-        let unverified = Agents::new(TlsConfig::builder().disable_verification(true).build());
+        let limits = Limits::new(opts);
+        let verified = Agents::new(TlsConfig::builder().root_certs(roots).build(), &limits);
+        let unverified = Agents::new(
+            TlsConfig::builder().disable_verification(true).build(),
+            &limits,
+        );
         if registry_insecure {
             warn!("registry {registry} is insecure: plain HTTP or unverified TLS (image digests are still verified)");
         }
@@ -103,6 +107,7 @@ impl Client {
             credentials,
             retries: opts.retries,
             backoff: opts.backoff,
+            limits,
             verified,
             unverified,
             scheme: Mutex::new(None),
@@ -126,10 +131,12 @@ impl Client {
                 self.base()?,
                 self.repository
             );
+            let deadline = self.limits.fixed();
             let sent = self.send(
                 &url,
                 &[("Accept", MANIFEST_ACCEPT.to_string())],
                 Auth::Registry,
+                &deadline,
             )?;
             match sent.resp.status().as_u16() {
                 200 => {}
@@ -150,8 +157,9 @@ impl Client {
             };
             let content_type = header("content-type");
             let announced = header("docker-content-digest");
+            let pace = Pace::start(self.limits, deadline);
             let body =
-                read_limited(sent.resp, MAX_MANIFEST_BYTES, &sent.url)?.ok_or_else(|| {
+                read_limited(sent.resp, MAX_MANIFEST_BYTES, &sent.url, pace)?.ok_or_else(|| {
                     Failure::fatal(anyhow!(
                         "{}: manifest is larger than {MAX_MANIFEST_BYTES} bytes",
                         sent.url
@@ -179,57 +187,6 @@ impl Client {
                 content_type,
                 digest,
             })
-        })
-    }
-
-    /// GET a small blob (an image config) into memory, verified against
-    /// `desc.digest` and `desc.size`. Blobs over 64 MiB are refused: stream
-    /// those with [`Client::download_blob`].
-    pub fn fetch_blob_bytes(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
-        let digest = &desc.digest;
-        if desc.size > MAX_BLOB_IN_MEMORY {
-            anyhow::bail!(
-                "blob {digest} of {} is {} bytes, too big to hold in memory (limit {MAX_BLOB_IN_MEMORY})",
-                self.image,
-                desc.size
-            );
-        }
-        let what = || format!("fetching blob {digest} of {}", self.image);
-        self.retrying(what, || {
-            let url = self.blob_url(digest)?;
-            let sent = self.send(&url, &[], Auth::Registry)?;
-            match sent.resp.status().as_u16() {
-                200 => {}
-                404 => return Err(Failure::fatal(self.blob_not_found(digest, &sent.url))),
-                _ => return Err(self.status_failure(&sent)),
-            }
-            // More than the size is wrong whatever it holds: do not read it all.
-            let body = read_limited(sent.resp, desc.size, &sent.url)?.ok_or_else(|| {
-                Failure::transient(RegistryError::SizeMismatch {
-                    what: format!("blob {digest}"),
-                    url: sent.url.clone(),
-                    expected: desc.size,
-                    actual: desc.size + 1,
-                })
-            })?;
-            if body.len() as u64 != desc.size {
-                return Err(Failure::transient(RegistryError::SizeMismatch {
-                    what: format!("blob {digest}"),
-                    url: sent.url,
-                    expected: desc.size,
-                    actual: body.len() as u64,
-                }));
-            }
-            let actual = Digest::of(&body);
-            if actual != *digest {
-                return Err(Failure::transient(RegistryError::DigestMismatch {
-                    what: format!("blob {digest}"),
-                    url: sent.url,
-                    expected: digest.clone(),
-                    actual,
-                }));
-            }
-            Ok(body)
         })
     }
 
@@ -294,7 +251,15 @@ impl Client {
     /// HTTPS without verification is tried.
     pub(super) fn probe_scheme(&self) -> Result<&'static str, Failure> {
         let http_url = format!("http://{}/v2/", self.api_host);
-        let http_err = match self.agent_for_url(&http_url).get(&http_url).call() {
+        let probe = |url: &str| {
+            self.agent_for_url(url)
+                .get(url)
+                .config()
+                .timeout_global(Some(self.limits.fixed))
+                .build()
+                .call()
+        };
+        let http_err = match probe(&http_url) {
             // `http://` redirected to `https://`: the server wants TLS.
             Ok(r) if r.status().is_redirection() && location_is_https(&r) => None,
             Ok(r) if r.status().as_u16() != 400 => {
@@ -305,7 +270,7 @@ impl Client {
             Err(e) => Some(e),
         };
         let https_url = format!("https://{}/v2/", self.api_host);
-        match self.agent_for_url(&https_url).get(&https_url).call() {
+        match probe(&https_url) {
             Ok(_) => {
                 debug!("insecure registry {} speaks TLS only", self.api_host);
                 Ok("https")
@@ -402,13 +367,15 @@ impl Client {
         }
     }
 
-    /// GET `url`, following redirects and answering auth challenges; returns
-    /// whatever final status the server gave.
+    /// GET `url`, following redirects and answering auth challenges, all
+    /// within `deadline` (which keeps running while the body is read);
+    /// returns whatever final status the server gave.
     pub(super) fn send(
         &self,
         url: &str,
         headers: &[(&str, String)],
         auth: Auth<'_>,
+        deadline: &Deadline,
     ) -> Result<Sent, Failure> {
         let mut url = url.to_string();
         let mut authenticated = false;
@@ -444,7 +411,12 @@ impl Client {
             if let Some(v) = &header_value {
                 req = req.header("Authorization", v);
             }
-            let resp = req.call().map_err(|e| Failure::transport(&url, e))?;
+            let resp = req
+                .config()
+                .timeout_global(Some(deadline.left()))
+                .build()
+                .call()
+                .map_err(|e| call_failure(self.limits, *deadline, &url, e))?;
             let status = resp.status().as_u16();
 
             if status == 401 && matches!(auth, Auth::Registry) && self.is_registry(&uri) {
@@ -548,7 +520,8 @@ impl Client {
         }
         debug!("fetching a token from {url}");
         let basic = self.credentials.as_ref().map(Credentials::basic_header);
-        let sent = self.send(&url, &[], Auth::Fixed(basic.as_deref()))?;
+        let deadline = self.limits.fixed();
+        let sent = self.send(&url, &[], Auth::Fixed(basic.as_deref()), &deadline)?;
         match sent.resp.status().as_u16() {
             200 => {}
             401 | 403 => {
@@ -558,7 +531,8 @@ impl Client {
             }
             _ => return Err(self.status_failure(&sent)),
         }
-        let body = read_limited(sent.resp, MAX_TOKEN_BYTES, &sent.url)?.ok_or_else(|| {
+        let pace = Pace::start(self.limits, deadline);
+        let body = read_limited(sent.resp, MAX_TOKEN_BYTES, &sent.url, pace)?.ok_or_else(|| {
             Failure::fatal(anyhow!(
                 "token endpoint {} sent more than {MAX_TOKEN_BYTES} bytes",
                 sent.url

@@ -1,6 +1,8 @@
-//! Resumable, verified blob downloads: bytes are hashed as they are
-//! written, a cut resumes with `Range`, and a file whose digest or size is
-//! wrong is never handed back as done.
+//! Blobs: small ones (configs) verified in memory, big ones (layers)
+//! downloaded resumably: bytes are hashed as they are written, a cut
+//! resumes with `Range`, and a file whose digest or size is wrong is never
+//! handed back as done. Every attempt has a deadline from the bytes still
+//! missing and a rate floor (`pace`).
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -10,28 +12,91 @@ use tracing::{debug, warn};
 use wyrcan_core::digest::{Digest, Hasher};
 use wyrcan_core::manifest::Descriptor;
 
-use super::transport::{content_range_start, with_what, Auth, Failure};
+use super::pace::{is_stall, is_timeout, Pace};
+use super::transport::{content_range_start, read_limited, with_what, Auth, Failure};
 use super::{Client, RegistryError};
 
 /// Attempts that fail after making progress resume without counting against
 /// `retries`, so a flaky link still finishes a big layer; this caps them.
+/// Cuts for slowness always count against `retries` (a drip makes
+/// progress too), so a download makes at most `retries + 1 +
+/// MAX_PROGRESS_RESUMES` attempts, each within its deadline.
 const MAX_PROGRESS_RESUMES: u32 = 32;
+/// Upper bound of a blob read into memory by [`Client::fetch_blob_bytes`]
+/// (image configs are kilobytes; this only stops a hostile descriptor from
+/// making us allocate gigabytes).
+const MAX_BLOB_IN_MEMORY: u64 = 64 << 20;
 /// Read buffer for blob bodies.
 const CHUNK: usize = 256 << 10;
 
 impl Client {
+    /// GET a small blob (an image config) into memory, verified against
+    /// `desc.digest` and `desc.size`. Blobs over 64 MiB are refused: stream
+    /// those with [`Client::download_blob`].
+    pub fn fetch_blob_bytes(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
+        let digest = &desc.digest;
+        if desc.size > MAX_BLOB_IN_MEMORY {
+            anyhow::bail!(
+                "blob {digest} of {} is {} bytes, too big to hold in memory (limit {MAX_BLOB_IN_MEMORY})",
+                self.image,
+                desc.size
+            );
+        }
+        let what = || format!("fetching blob {digest} of {}", self.image);
+        self.retrying(what, || {
+            let url = self.blob_url(digest)?;
+            let deadline = self.limits.for_size(desc.size);
+            let sent = self.send(&url, &[], Auth::Registry, &deadline)?;
+            match sent.resp.status().as_u16() {
+                200 => {}
+                404 => return Err(Failure::fatal(self.blob_not_found(digest, &sent.url))),
+                _ => return Err(self.status_failure(&sent)),
+            }
+            // More than the size is wrong whatever it holds: do not read it all.
+            let pace = Pace::start(self.limits, deadline);
+            let body = read_limited(sent.resp, desc.size, &sent.url, pace)?.ok_or_else(|| {
+                Failure::transient(RegistryError::SizeMismatch {
+                    what: format!("blob {digest}"),
+                    url: sent.url.clone(),
+                    expected: desc.size,
+                    actual: desc.size + 1,
+                })
+            })?;
+            if body.len() as u64 != desc.size {
+                return Err(Failure::transient(RegistryError::SizeMismatch {
+                    what: format!("blob {digest}"),
+                    url: sent.url,
+                    expected: desc.size,
+                    actual: body.len() as u64,
+                }));
+            }
+            let actual = Digest::of(&body);
+            if actual != *digest {
+                return Err(Failure::transient(RegistryError::DigestMismatch {
+                    what: format!("blob {digest}"),
+                    url: sent.url,
+                    expected: digest.clone(),
+                    actual,
+                }));
+            }
+            Ok(body)
+        })
+    }
+
     /// Download a blob into `out` (opened read+write; it is truncated first),
     /// verifying its sha256 and size as the bytes arrive. `progress` gets the
     /// number of bytes held so far; it goes back to 0 when a download has to
     /// start over.
     ///
     /// Transient failures (connect errors, timeouts, resets, a truncated
-    /// body, HTTP 408/429/5xx) are retried with exponential backoff up to
-    /// `retries` times and resume with `Range: bytes=N-` when the server
-    /// answers 206; a 200 restarts from 0. Attempts that made progress before
-    /// failing do not use up the retries. A digest mismatch starts over from
-    /// scratch, with a warning, and is an error once the retries are spent:
-    /// this never returns `Ok` with the wrong bytes in `out`.
+    /// body, HTTP 408/429/5xx, a cut for slowness) are retried with
+    /// exponential backoff up to `retries` times and resume with
+    /// `Range: bytes=N-` when the server answers 206; a 200 restarts from 0.
+    /// Attempts that made progress before failing do not use up the retries
+    /// (up to [`MAX_PROGRESS_RESUMES`] of them), unless they were cut for
+    /// slowness. A digest mismatch starts over from scratch, with a warning,
+    /// and is an error once the retries are spent: this never returns `Ok`
+    /// with the wrong bytes in `out`.
     pub fn download_blob(
         &self,
         desc: &Descriptor,
@@ -47,7 +112,8 @@ impl Client {
         let mut failures = 0u32;
         let mut resumes = 0u32;
         // Bounded: each pass either returns or increments `failures` (at most
-        // retries + 1) or `resumes` (at most MAX_PROGRESS_RESUMES).
+        // retries + 1) or `resumes` (at most MAX_PROGRESS_RESUMES), and each
+        // attempt ends by its deadline.
         loop {
             let before = st.written;
             let f = match self.blob_attempt(desc, out, &mut st, progress) {
@@ -58,7 +124,7 @@ impl Client {
             if !f.transient {
                 return Err(with_what(f.err, || what));
             }
-            if st.written > before && resumes < MAX_PROGRESS_RESUMES {
+            if st.written > before && resumes < MAX_PROGRESS_RESUMES && !is_stall(&f.err) {
                 resumes += 1;
             } else {
                 failures += 1;
@@ -93,7 +159,8 @@ impl Client {
         if st.written > 0 {
             headers.push(("Range", format!("bytes={}-", st.written)));
         }
-        let sent = self.send(&url, &headers, Auth::Registry)?;
+        let deadline = self.limits.for_size(size.saturating_sub(st.written));
+        let sent = self.send(&url, &headers, Auth::Registry, &deadline)?;
         match sent.resp.status().as_u16() {
             200 => {
                 if st.written > 0 {
@@ -135,6 +202,7 @@ impl Client {
         let what = format!("blob {digest}");
         let final_url = sent.url;
         let mut reader = sent.resp.into_body().into_reader();
+        let mut pace = Pace::start(self.limits, deadline);
         let mut buf = vec![0u8; CHUNK];
         // Bounded: every pass adds at least one byte to `written`, which may
         // not pass `size`, or leaves the loop.
@@ -144,6 +212,7 @@ impl Client {
                 Ok(n) => n,
                 // All bytes are here; a reset while closing does not matter.
                 Err(_) if st.written == size => break,
+                Err(e) if is_timeout(&e) => return Err(pace.read_failure(&final_url, e)),
                 Err(e) => {
                     return Err(Failure::transient(anyhow::Error::new(e).context(format!(
                         "reading {what} from {final_url} (have {} of {size} bytes)",
@@ -171,6 +240,9 @@ impl Client {
             })?;
             st.written += n as u64;
             progress(st.written);
+            if st.written < size {
+                pace.add(n, &final_url)?;
+            }
         }
         if st.written < size {
             return Err(Failure::transient(anyhow!(

@@ -17,14 +17,21 @@
 //! own TLS policy and the registry's `Authorization` header is only ever sent
 //! to the registry itself, never to the CDN or object store a blob redirects to.
 //!
-//! Layout: [`client`] (requests, auth challenges, manifests, small blobs),
-//! [`download`] (resumable verified blob downloads), `transport` (agents,
-//! retries, failure classification, URL helpers), `tls` (trust anchors),
+//! No request waits forever: each attempt has a deadline and a transfer-rate
+//! floor (`pace`), and a cut for slowness counts against the retries.
+//!
+//! Layout: [`client`] (requests, auth challenges, manifests),
+//! [`download`] (small blobs in memory, resumable verified blob downloads),
+//! `pace` (deadlines and the rate floor), `transport` (agents, retries,
+//! failure classification, URL helpers), `tls` (trust anchors),
 //! [`auth`] (credentials files, challenges).
 
 pub mod auth;
 pub mod client;
 pub mod download;
+mod pace;
+#[cfg(test)]
+mod stall_tests;
 mod tls;
 mod transport;
 
@@ -68,7 +75,37 @@ pub struct PullOptions {
     pub retries: u32,
     /// The first wait between attempts; it doubles after each failure, up to 8 s.
     pub backoff: Duration,
+    /// The slowest transfer accepted, in bytes per second averaged over
+    /// `rate_window`: a request below it is cut and retried, and the cut
+    /// counts against `retries` even when bytes arrived.
+    pub min_rate: u64,
+    /// The window `min_rate` is averaged over; also the longest wait for
+    /// response headers or for the next byte.
+    pub rate_window: Duration,
+    /// The total time of one request for a manifest or token (their size
+    /// is not known in advance).
+    pub request_deadline: Duration,
+    /// With `deadline_rate`, the total time of one blob request:
+    /// `blob_deadline + bytes still missing / deadline_rate`.
+    pub blob_deadline: Duration,
+    /// See `blob_deadline`, in bytes per second.
+    pub deadline_rate: u64,
 }
+
+/// Default of [`PullOptions::min_rate`]: 1 KiB/s. Any working link, even a
+/// congested one, averages far more; a registry that drips is not working.
+pub const MIN_RATE: u64 = 1 << 10;
+/// Default of [`PullOptions::rate_window`]: 30 s, the idle limit this
+/// client always had; long enough to ride out a TCP retransmit backoff.
+pub const RATE_WINDOW: Duration = Duration::from_secs(30);
+/// Default of [`PullOptions::request_deadline`] and
+/// [`PullOptions::blob_deadline`]: 60 s, for connecting, TLS, redirects and
+/// a token, with room to spare.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// Default of [`PullOptions::deadline_rate`]: 16 KiB/s (128 kbit/s), far
+/// under any link that boots an OS image, so it only stops a server that
+/// stays just above the floor for hours.
+pub const DEADLINE_RATE: u64 = 16 << 10;
 
 impl Default for PullOptions {
     fn default() -> Self {
@@ -83,6 +120,11 @@ impl Default for PullOptions {
             max_entries: DEFAULT_MAX_ENTRIES,
             retries: 5,
             backoff: Duration::from_millis(500),
+            min_rate: MIN_RATE,
+            rate_window: RATE_WINDOW,
+            request_deadline: REQUEST_DEADLINE,
+            blob_deadline: REQUEST_DEADLINE,
+            deadline_rate: DEADLINE_RATE,
         }
     }
 }
@@ -204,6 +246,17 @@ pub enum RegistryError {
         /// What the resolver said.
         detail: String,
     },
+    /// The server was too slow: below the rate floor for a whole window,
+    /// no headers or no byte within one, or past the attempt's deadline.
+    /// Retried (a blob resumes), but every cut counts against the retries;
+    /// not worth retrying the whole operation after that.
+    #[error("{url}: {detail}: check the network or the registry")]
+    Stalled {
+        /// The URL that was too slow.
+        url: String,
+        /// What was measured, against which limit.
+        detail: String,
+    },
     /// Connecting or reading the answer failed.
     #[error("requesting {url}")]
     Transport {
@@ -223,7 +276,9 @@ impl RegistryError {
 }
 
 /// Whether trying the whole operation again later may help: connection
-/// failures and server errors, not "not found" or "access refused".
+/// failures and server errors, not "not found" or "access refused", nor a
+/// registry that stayed too slow through every retry
+/// ([`RegistryError::Stalled`]: a boot must end in an error within minutes).
 pub fn worth_retrying(err: &anyhow::Error) -> bool {
     matches!(
         RegistryError::find(err),

@@ -2,6 +2,7 @@
 //! direct), how a failed attempt is classified (transient or not, and what
 //! to tell the user), and the small URL and header helpers.
 
+use std::io::Read as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use ureq::http::{Response, Uri};
 use ureq::tls::TlsConfig;
 use ureq::{Agent, Body};
 
+use super::pace::{Limits, Pace};
 use super::RegistryError;
 
 /// Longest wait between two attempts.
@@ -162,10 +164,10 @@ pub(super) struct Agents {
 }
 
 impl Agents {
-    pub(super) fn new(tls: TlsConfig) -> Self {
+    pub(super) fn new(tls: TlsConfig, limits: &Limits) -> Self {
         Agents {
-            proxied: new_agent(tls.clone(), ureq::Proxy::try_from_env()),
-            direct: new_agent(tls, None),
+            proxied: new_agent(tls.clone(), ureq::Proxy::try_from_env(), limits),
+            direct: new_agent(tls, None, limits),
         }
     }
 }
@@ -180,8 +182,8 @@ pub(super) fn is_loopback(host: &str) -> bool {
 }
 
 /// An agent with our timeouts and user agent, that hands every status and
-/// redirect back to us.
-pub(super) fn new_agent(tls: TlsConfig, proxy: Option<ureq::Proxy>) -> Agent {
+/// redirect back to us. Each request adds its own deadline (`pace`).
+pub(super) fn new_agent(tls: TlsConfig, proxy: Option<ureq::Proxy>, limits: &Limits) -> Agent {
     Agent::config_builder()
         .proxy(proxy)
         .http_status_as_error(false)
@@ -193,31 +195,40 @@ pub(super) fn new_agent(tls: TlsConfig, proxy: Option<ureq::Proxy>) -> Agent {
         .accept_encoding("")
         .timeout_resolve(Some(Duration::from_secs(10)))
         .timeout_connect(Some(Duration::from_secs(10)))
-        // An idle limit, not a total: big layers take as long as they take.
-        .timeout_per_read(Some(Duration::from_secs(30)))
+        // Headers within one rate window, and no read idle for longer: a
+        // whole window without a byte is below any floor. The average rate
+        // and the deadline are checked per request (`pace`).
+        .timeout_recv_response(Some(limits.window))
+        .timeout_per_read(Some(limits.window))
         .timeout_per_write(Some(Duration::from_secs(30)))
         .tls_config(tls)
         .build()
         .new_agent()
 }
 
-/// Read a whole body of at most `max` bytes; `None` when it is longer.
+/// Read a whole body of at most `max` bytes, no slower than `pace` allows;
+/// `None` when it is longer.
 pub(super) fn read_limited(
     resp: Response<Body>,
     max: u64,
     url: &str,
+    mut pace: Pace,
 ) -> Result<Option<Vec<u8>>, Failure> {
-    // ureq fails a read once `limit` bytes are consumed, even at the end of
-    // the body, so a body of exactly `max` bytes needs one byte of room.
-    match resp
-        .into_body()
-        .into_with_config()
-        .limit(max.saturating_add(1))
-        .read_to_vec()
-    {
-        Ok(v) => Ok(Some(v)),
-        Err(ureq::Error::BodyExceedsLimit(_)) => Ok(None),
-        Err(e) => Err(Failure::transport(url, e)),
+    let mut reader = resp.into_body().into_reader();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    // Bounded: every pass adds at least one byte, up to `max`, or leaves.
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(Some(out)),
+            Ok(n) => n,
+            Err(e) => return Err(pace.read_failure(url, e)),
+        };
+        if out.len() as u64 + n as u64 > max {
+            return Ok(None);
+        }
+        out.extend_from_slice(&buf[..n]);
+        pace.add(n, url)?;
     }
 }
 

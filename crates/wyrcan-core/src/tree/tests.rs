@@ -347,8 +347,14 @@ fn tar_without_end_padding_is_accepted_but_cut_data_is_not() {
     let (fs, _) = flatten(&[cut.to_vec()]);
     assert_eq!(fs.get("etc/a"), Some(&Out::File("abc".into(), 1)));
     // Cut inside the file's bytes: an error.
-    let e = index_layer(&full[..512 + 512 + 2]).unwrap_err().to_string();
-    assert!(e.contains("ends inside the entry's data"), "{e}");
+    let e = index_layer(&full[..512 + 512 + 2]).unwrap_err();
+    let cause = std::error::Error::source(&e).map(|s| s.to_string());
+    assert!(
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains("ends inside the entry's data")),
+        "{e}: {cause:?}"
+    );
 }
 
 /// A regular file whose raw name holds `..`, as an attacker (or a sloppy

@@ -77,16 +77,29 @@ impl DirSink {
             self.warned = true;
         }
     }
+}
 
+/// An owner for `chown`: 4294967295 is chown's "leave it" (-1), as GNU tar
+/// and umoci pass it; above 32 bits is an error rather than a wrap-around.
+fn owner(id: u64, what: &str, p: &Path) -> io::Result<Option<u32>> {
+    match u32::try_from(id) {
+        Ok(u32::MAX) => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} {id} of {} does not fit in 32 bits", p.display()),
+        )),
+    }
+}
+
+impl DirSink {
     /// Owner, then mode (chown clears setuid), then mtime; never follows
     /// a symlink.
     fn finish_path(&mut self, p: &Path, meta: &Meta, is_link: bool) -> io::Result<()> {
         if self.privileged {
-            let (uid, gid) = (
-                Uid::from_raw(meta.uid as u32),
-                Gid::from_raw(meta.gid as u32),
-            );
-            rustix::fs::chownat(CWD, p, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            let uid = owner(meta.uid, "owner", p)?.map(Uid::from_raw);
+            let gid = owner(meta.gid, "group", p)?.map(Gid::from_raw);
+            rustix::fs::chownat(CWD, p, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| with_path(e.into(), "changing the owner of", p))?;
         } else if meta.uid != 0 || meta.gid != 0 {
             self.not_root("owners");

@@ -109,6 +109,9 @@ pub enum FormatError {
         /// `name` or `link target`.
         what: &'static str,
     },
+    /// A global PAX header that would rename or resize every later member.
+    #[error("a global PAX header sets {0:?} for every later member: tar readers disagree on that, so it is refused")]
+    GlobalName(String),
     /// A type this reader cannot represent.
     #[error("tar type {0:?} is not supported (multi-volume archives are not)")]
     Unsupported(char),
@@ -372,6 +375,17 @@ impl<R: Read> Reader<R> {
                     let recs =
                         pax::parse_records(&d).map_err(|e| fmt_err(self.next_index, &h.name, e))?;
                     for (k, v) in recs {
+                        // Readers disagree on a global name (GNU tar and
+                        // Python rename every later member, Go and libarchive
+                        // ignore or refuse it): refuse it rather than boot a
+                        // tree that another tool would see otherwise.
+                        if matches!(k.as_slice(), b"path" | b"linkpath" | b"size") {
+                            return Err(fmt_err(
+                                self.next_index,
+                                &h.name,
+                                FormatError::GlobalName(String::from_utf8_lossy(&k).into_owned()),
+                            ));
+                        }
                         self.globals.retain(|(gk, _)| *gk != k);
                         self.globals.push((k, v));
                     }

@@ -204,10 +204,7 @@ fn gnu_long_names_and_links_last_one_wins() {
 #[test]
 fn pax_overrides_last_header_wins_and_globals_apply() {
     let t = T::new()
-        .ext(
-            b'g',
-            &pax(&[("uid", b"77"), ("path", b"global-path-is-not-a-name")]),
-        )
+        .ext(b'g', &pax(&[("uid", b"77"), ("gname", b"wheel")]))
         .ext(b'x', &pax(&[("path", b"ignored")]))
         .ext(
             b'x',
@@ -438,4 +435,14 @@ fn sparse_files_written_by_gnu_tar() {
         assert_eq!(all[0].0.size, 64 << 10, "{name}");
         assert!(all[0].1 == want, "{name}: contents differ");
     }
+}
+
+#[test]
+fn a_global_name_is_refused() {
+    let t = T::new()
+        .ext(b'g', &pax(&[("path", b"global.txt")]))
+        .file("raw.txt", b"")
+        .end();
+    let e = read_all(&t).unwrap_err().to_string();
+    assert!(e.contains("global PAX header sets \"path\""), "{e}");
 }

@@ -1,10 +1,11 @@
 //! Harness shared by the integration tests: the real `docker-registry`,
 //! images built in code, the umoci/cpio oracle, one small HTTP server and
 //! request parser (`http`: fake registries, and the lying proxy built on
-//! it), and a runner for the real `wyrcan`
+//! it), the registry client's options, and a runner for the real `wyrcan`
 //! binary with a bounded run time. (The QEMU harness is `tests/vmharness`.)
 #![allow(dead_code)]
 
+pub mod client;
 pub mod http;
 pub mod image;
 pub mod oracle;

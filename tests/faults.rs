@@ -176,8 +176,10 @@ fn corrupt_config_blob_fails_naming_it() {
     out.assert_nothing_left();
 }
 
+/// A layer download cut mid-body resumes where it stopped (a `Range`
+/// request) and the result is exactly the image.
 #[test]
-fn connection_cut_mid_blob_succeeds() {
+fn connection_cut_mid_layer_resumes_with_range() {
     let img = image("cut");
     let layer = big_layer(&img);
     let proxy = Proxy::start_only(
@@ -191,31 +193,11 @@ fn connection_cut_mid_blob_succeeds() {
     assert_success(&res, "cut mid-blob");
     out.assert_exactly_outputs();
     check_initrd(&img, &out, KPATH, &kernel("cut"));
-    assert!(
-        proxy.seen().iter().any(|s| s.action == "cut"),
-        "the proxy never cut the layer download: {:?}",
-        proxy.seen()
-    );
-}
-
-#[test]
-fn connection_cut_mid_blob_resumes_with_range() {
-    let img = image("cut-range");
-    let layer = big_layer(&img);
-    let proxy = Proxy::start_only(
-        &registry::shared().addr(),
-        Mode::CutBlobOnce {
-            after_bytes: 20_000,
-        },
-        &layer,
-    );
-    let (res, _out) = through_proxy("faults/cut-range", &img, &proxy);
-    assert_success(&res, "cut mid-blob");
     let seen = proxy.seen();
     let cut = seen
         .iter()
         .position(|s| s.action == "cut")
-        .expect("the proxy cut the download");
+        .unwrap_or_else(|| panic!("the proxy never cut the layer download: {seen:?}"));
     let resumed = seen[cut + 1..]
         .iter()
         .filter(|s| s.method == "GET" && s.path.contains(layer.hex()))
@@ -227,6 +209,41 @@ fn connection_cut_mid_blob_resumes_with_range() {
     assert!(
         resumed,
         "after the cut the layer was fetched again without a resuming Range header: {:?}",
+        &seen[cut..]
+    );
+}
+
+/// The image config (read into memory, not streamed to a file like a
+/// layer) cut mid-body: fetched again, and the result is exactly the image.
+#[test]
+fn connection_cut_mid_config_is_fetched_again() {
+    let img = image("cut-config");
+    let config = img.build().config.digest;
+    let proxy = Proxy::start_only(
+        &registry::shared().addr(),
+        Mode::CutBlobOnce { after_bytes: 100 },
+        &config,
+    );
+    let (res, out) = through_proxy("faults/cut-config", &img, &proxy);
+    assert_success(&res, "cut mid-config");
+    out.assert_exactly_outputs();
+    check_initrd(&img, &out, KPATH, &kernel("cut-config"));
+    let seen = proxy.seen();
+    let cut = seen
+        .iter()
+        .position(|s| s.action == "cut")
+        .unwrap_or_else(|| panic!("the proxy never cut the config download: {seen:?}"));
+    assert!(
+        seen[cut].path.contains(config.hex()),
+        "the cut was not the config: {:?}",
+        seen[cut]
+    );
+    let again = seen[cut + 1..].iter().any(|s| {
+        s.method == "GET" && s.path.contains(config.hex()) && matches!(s.status, 200 | 206)
+    });
+    assert!(
+        again,
+        "the config was not fetched again after the cut: {:?}",
         &seen[cut..]
     );
 }

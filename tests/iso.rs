@@ -416,16 +416,66 @@ fn efi_write_checks_the_image_then_show_and_clear() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "none\n");
 }
 
-/// Without efivarfs (this host or a BIOS machine), a clear message.
+/// Without EFI firmware (a BIOS machine), `wyrcan efi show` says why and
+/// what to do. On a host that booted with EFI the binary runs in a user
+/// and mount namespace of its own where a tmpfs hides `/sys/firmware`
+/// (no root needed, nothing changes outside), so the path is tested on
+/// every host. (The binary has no switch for this: `--efivars DIR`
+/// replaces the efivarfs mount and skips the firmware check altogether.)
 #[test]
-fn efi_without_efivarfs_says_why() {
-    if Path::new("/sys/firmware/efi").exists() {
-        eprintln!("skipped: this host booted with EFI");
-        return;
-    }
-    let out = common::wyrcan(&["efi", "show"]);
+fn efi_without_efi_firmware_says_why() {
+    let out = if Path::new("/sys/firmware/efi").exists() {
+        let out = common::wyrcan_via(
+            &[
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "sh",
+                "-c",
+                "mount -t tmpfs none /sys/firmware || exit 97; exec \"$0\" \"$@\"",
+            ],
+            &["efi", "show"],
+            &[],
+        );
+        assert_ne!(
+            out.status.code(),
+            Some(97),
+            "this host booted with EFI and /sys/firmware cannot be hidden from the \
+             binary (`unshare --user --map-root-user --mount` failed: are user \
+             namespaces disabled?): {}",
+            common::stderr(&out)
+        );
+        out
+    } else {
+        common::wyrcan(&["efi", "show"])
+    };
     let err = common::assert_failure(&out, "efi show without EFI");
-    assert!(err.contains("did not boot with EFI"), "{err}");
+    assert!(
+        err.contains("this machine did not boot with EFI"),
+        "what failed: {err}"
+    );
+    assert!(
+        err.contains("boot it in EFI mode") && err.contains("wyrcan.img="),
+        "what to do: {err}"
+    );
+}
+
+/// `--efivars` naming something that is not a directory is refused, and
+/// says which.
+#[test]
+fn efi_efivars_must_be_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for bad in [file, dir.path().join("missing")] {
+        let out = common::wyrcan(&["efi", "--efivars", bad.to_str().unwrap(), "show"]);
+        let err = common::assert_failure(&out, "efi --efivars FILE");
+        assert!(
+            err.contains(&format!("--efivars {}: not a directory", bad.display())),
+            "{err}"
+        );
+    }
 }
 
 /// A small image for the host-side test (only its manifest is resolved).

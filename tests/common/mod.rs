@@ -63,7 +63,25 @@ pub fn wyrcan<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
 /// Runs `wyrcan` with `args` and extra environment variables; fails the
 /// test if it runs longer than [`TIMEOUT`].
 pub fn wyrcan_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wyrcan"));
+    wyrcan_via(&[], args, env)
+}
+
+/// Runs `WRAPPER… /path/to/wyrcan ARGS…` (e.g. `unshare … sh -c …`) with
+/// the same clean environment and time limit as [`wyrcan_with_env`].
+pub fn wyrcan_via<S: AsRef<std::ffi::OsStr>>(
+    wrapper: &[&str],
+    args: &[S],
+    env: &[(&str, &Path)],
+) -> Output {
+    let bin = env!("CARGO_BIN_EXE_wyrcan");
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -391,7 +391,12 @@ fn harness_cpio_oracle_round_trip() {
         assert!(e.contains("link_group"), "{e}");
         let mut broken = actual.clone();
         broken.get_mut("sp/setuid").unwrap().perm = 0o755;
-        assert!(compare(&expected, &broken, &[]).is_err());
+        let e = compare(&expected, &broken, &[]).unwrap_err();
+        assert!(
+            e.starts_with("1 difference(s)")
+                && e.contains("differs \"sp/setuid\": perm: expected 4755, got 0755"),
+            "{e}"
+        );
         compare(&expected, &broken, &["sp/setuid"]).unwrap();
     }
 }

@@ -170,6 +170,16 @@ pub fn assert_failure(out: &Output, what: &str) -> String {
     err
 }
 
+/// The final error of a failed run: its stderr from the last line that
+/// starts with `error:` (the retry warnings before it are left out).
+pub fn final_error(stderr: &str) -> &str {
+    stderr
+        .rfind("\nerror:")
+        .map(|i| &stderr[i + 1..])
+        .or_else(|| stderr.starts_with("error:").then_some(stderr))
+        .unwrap_or_else(|| panic!("no `error:` line in:\n{stderr}"))
+}
+
 /// Fails the test unless `haystack` contains `needle` (ASCII case-insensitive).
 pub fn assert_mentions(haystack: &str, needle: &str, what: &str) {
     assert!(

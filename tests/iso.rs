@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::image::push;
 use common::registry::Registry;
 use vmharness::{
-    artifact, bootable, ovmf_vars, repo, test_kernel, Net, Vm, VmConfig, BOOT, GUEST_REGISTRY,
+    artifact, bootable, iso_vm, ovmf_vars, repo, test_kernel, Media, BOOT, GUEST_REGISTRY,
 };
 use wyrcan_core::efivar::{self, StoredConfig};
 
@@ -51,66 +51,9 @@ fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
     out
 }
 
-fn port(registry: &Registry) -> u16 {
-    registry.addr().rsplit(':').next().unwrap().parse().unwrap()
-}
-
 /// The cmdline that boots `repo:tag` from the test registry.
 fn image_args(repo_tag: &str) -> String {
     format!("wyrcan.img={GUEST_REGISTRY}/{repo_tag} wyrcan.insecure={GUEST_REGISTRY}")
-}
-
-enum Media {
-    Cd,
-    Disk,
-}
-
-/// Boot `iso` under OVMF with the variables in `vars`, networked to the registry.
-fn iso_vm(name: &str, registry: &Registry, vars: &Path, iso: &Path, media: Media) -> Vm {
-    let (cdrom, disk) = match media {
-        Media::Cd => (Some(iso.to_path_buf()), None),
-        Media::Disk => (None, Some(iso.to_path_buf())),
-    };
-    Vm::start(
-        name,
-        &VmConfig {
-            efi_vars: Some(vars.to_path_buf()),
-            cdrom,
-            disk,
-            net: Net::User {
-                registry: Some(port(registry)),
-                model: "virtio-net-pci",
-                tftp: None,
-            },
-            ..VmConfig::default()
-        },
-    )
-}
-
-/// Waits for the test container's lines; returns its cmdline line.
-fn reach_container(vm: &mut Vm, mark: &str) -> String {
-    let (t, _) = vm.wait_for(&format!("CONTAINER-MARKER {mark}"), BOOT);
-    let (_, cmdline) = vm.wait_for("CMDLINE=", Duration::from_secs(30));
-    let (_, uname) = vm.wait_for("UNAME=", Duration::from_secs(30));
-    vm.wait_for("CONTAINER-DONE", Duration::from_secs(30));
-    let (_, release) = test_kernel();
-    assert!(
-        uname.ends_with(&release),
-        "running kernel is not the image's: {uname}"
-    );
-    eprintln!(
-        "{mark}: container reached {:.1} s after QEMU start",
-        t.as_secs_f64()
-    );
-    cmdline
-}
-
-/// A prompt of the boot environment: wait for it, check it asks
-/// `question`, answer.
-fn answer(vm: &mut Vm, question: &str, answer: &str) {
-    let (_, line) = vm.wait_for("Type yes and press Enter", BOOT);
-    assert!(line.contains(question), "unexpected prompt: {line}");
-    vm.send(answer);
 }
 
 #[test]
@@ -126,16 +69,13 @@ fn iso_with_baked_cmdline_boots_from_cdrom() {
     vm.wait_for("Wyrcan, the container bootloader", BOOT);
     vm.wait_for("Command line: initrd=", BOOT);
     vm.wait_for("Wyrcan 0.", BOOT);
-    let cmdline = reach_container(&mut vm, "iso-cd");
+    let cmdline = vm.container_on_its_kernel("iso-cd").cmdline;
     assert!(cmdline.contains("console=ttyS0 panic=-1"), "{cmdline}");
     assert!(
         !cmdline.contains("wyrcan."),
         "Wyrcan's own arguments leaked: {cmdline}"
     );
-    assert!(
-        vm.wait_exit(Duration::from_secs(60)),
-        "the container did not power off"
-    );
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 
 #[test]
@@ -147,11 +87,8 @@ fn iso_boots_as_a_disk() {
     let iso = build_iso(tmp.path(), "disk", &image_args("iso/disk:v1"));
     let vars = ovmf_vars(tmp.path());
     let mut vm = iso_vm("iso-disk", &registry, &vars, &iso, Media::Disk);
-    reach_container(&mut vm, "iso-disk");
-    assert!(
-        vm.wait_exit(Duration::from_secs(60)),
-        "the container did not power off"
-    );
+    vm.container_on_its_kernel("iso-disk");
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 
 /// One OVMF_VARS copy across four boots: write, use, clear, gone.
@@ -175,55 +112,41 @@ fn efi_config_is_written_used_and_cleared_across_reboots() {
     );
     let mut vm = iso_vm("efi-1-write", &registry, &vars, &write, Media::Cd);
     vm.wait_for("firmware handles variable writes badly", BOOT);
-    answer(&mut vm, "Save this configuration in EFI NVRAM?", "yes\r");
+    vm.answer("Save this configuration in EFI NVRAM?", "yes\r");
     vm.wait_for("Saved.", Duration::from_secs(60));
-    let cmdline = reach_container(&mut vm, "iso-stored");
+    let cmdline = vm.container_on_its_kernel("iso-stored").cmdline;
     assert!(cmdline.contains("stored-arg"), "{cmdline}");
-    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 1 did not end");
+    vm.assert_exits(Duration::from_secs(60), "boot 1 did not end");
     drop(vm);
 
     // Boot 2: no wyrcan.img on the cmdline: the stored config boots.
     let mut vm = iso_vm("efi-2-stored", &registry, &vars, &plain, Media::Cd);
     vm.wait_for("using the configuration stored in EFI NVRAM", BOOT);
-    let cmdline = reach_container(&mut vm, "iso-stored");
+    let cmdline = vm.container_on_its_kernel("iso-stored").cmdline;
     assert!(
         cmdline.contains("stored-arg"),
         "the stored wyrcan.arg is missing: {cmdline}"
     );
-    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 2 did not end");
+    vm.assert_exits(Duration::from_secs(60), "boot 2 did not end");
     drop(vm);
 
     // Boot 3: clear it (confirmed), then a reboot ends QEMU (-no-reboot).
     let clear = build_iso(tmp.path(), "clear", "wyrcan.efi=clear");
     let mut vm = iso_vm("efi-3-clear", &registry, &vars, &clear, Media::Cd);
-    answer(&mut vm, "Remove the Wyrcan configuration", "yes\r");
+    vm.answer("Remove the Wyrcan configuration", "yes\r");
     vm.wait_for(
         "The stored configuration was removed",
         Duration::from_secs(60),
     );
-    assert!(
-        vm.wait_exit(Duration::from_secs(120)),
-        "no reboot after clearing: {}",
-        vm.log()
-    );
+    vm.assert_exits(Duration::from_secs(120), "no reboot after clearing");
     drop(vm);
 
     // Boot 4: nothing stored, nothing on the cmdline: the help text.
     let mut vm = iso_vm("efi-4-help", &registry, &vars, &plain, Media::Cd);
-    vm.wait_for("No image to boot", BOOT);
-    vm.wait_for(
-        "wyrcan.img=quay.io/example/os:latest",
-        Duration::from_secs(30),
-    );
-    vm.wait_for("Press Enter to reboot", Duration::from_secs(30));
-    vm.send("\r");
-    assert!(
-        vm.wait_exit(Duration::from_secs(120)),
-        "no reboot after Enter"
-    );
+    vm.help_then_reboot(Duration::from_secs(30), Duration::from_secs(120));
     let log = vm.log();
     assert!(!log.contains("using the configuration stored"), "{log}");
-    assert!(!log.contains("Kernel panic"), "{log}");
+    vm.assert_no_panic();
 }
 
 /// An operator prepares the machine from a running OS with `wyrcan efi
@@ -278,16 +201,16 @@ fn efi_write_from_a_running_host_is_used_by_the_next_boot() {
     let (_, exit) = vm.wait_for("EFI-WRITE-EXIT=", Duration::from_secs(60));
     assert!(exit.ends_with("EFI-WRITE-EXIT=0"), "{}", vm.log());
     vm.wait_for(&format!("image: {target}"), Duration::from_secs(30));
-    reach_container(&mut vm, "host-efi");
-    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 1 did not end");
+    vm.container_on_its_kernel("host-efi");
+    vm.assert_exits(Duration::from_secs(60), "boot 1 did not end");
     drop(vm);
 
     let plain = build_iso(tmp.path(), "plain", "");
     let mut vm = iso_vm("efi-host-2", &registry, &vars, &plain, Media::Cd);
     vm.wait_for("using the configuration stored in EFI NVRAM", BOOT);
-    let cmdline = reach_container(&mut vm, "after-host");
+    let cmdline = vm.container_on_its_kernel("after-host").cmdline;
     assert!(cmdline.contains("from-host"), "{cmdline}");
-    assert!(vm.wait_exit(Duration::from_secs(60)), "boot 2 did not end");
+    vm.assert_exits(Duration::from_secs(60), "boot 2 did not end");
 }
 
 /// `wyrcan.efi=write` on a machine without EFI (direct kernel boot, no
@@ -302,10 +225,10 @@ fn efi_write_without_efi_firmware_says_why() {
         &registry,
         &format!("wyrcan.img={GUEST_REGISTRY}/iso/noefi:v1 wyrcan.efi=write"),
     );
-    let (_, line) = vm.wait_for("boot failed", BOOT);
+    let line = vm.boot_failed();
     assert!(line.contains("no EFI variables"), "{line}");
     vm.wait_for("Rebooting in", Duration::from_secs(30));
-    assert!(!vm.log().contains("Kernel panic"), "{}", vm.log());
+    vm.assert_no_panic();
 }
 
 /// systemd-boot's editor over the serial console: `e`, End, type, Enter.
@@ -334,11 +257,8 @@ fn cmdline_edited_at_the_boot_menu() {
         line.contains("console=ttyS0 wyrcan.img="),
         "the edit did not land after the options: {line}"
     );
-    reach_container(&mut vm, "iso-edited");
-    assert!(
-        vm.wait_exit(Duration::from_secs(60)),
-        "the container did not power off"
-    );
+    vm.container_on_its_kernel("iso-edited");
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 
 /// The ISO is reproducible, carries the baked cmdline in its menu entry and
@@ -496,16 +416,66 @@ fn efi_write_checks_the_image_then_show_and_clear() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "none\n");
 }
 
-/// Without efivarfs (this host or a BIOS machine), a clear message.
+/// Without EFI firmware (a BIOS machine), `wyrcan efi show` says why and
+/// what to do. On a host that booted with EFI the binary runs in a user
+/// and mount namespace of its own where a tmpfs hides `/sys/firmware`
+/// (no root needed, nothing changes outside), so the path is tested on
+/// every host. (The binary has no switch for this: `--efivars DIR`
+/// replaces the efivarfs mount and skips the firmware check altogether.)
 #[test]
-fn efi_without_efivarfs_says_why() {
-    if Path::new("/sys/firmware/efi").exists() {
-        eprintln!("skipped: this host booted with EFI");
-        return;
-    }
-    let out = common::wyrcan(&["efi", "show"]);
+fn efi_without_efi_firmware_says_why() {
+    let out = if Path::new("/sys/firmware/efi").exists() {
+        let out = common::wyrcan_via(
+            &[
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "sh",
+                "-c",
+                "mount -t tmpfs none /sys/firmware || exit 97; exec \"$0\" \"$@\"",
+            ],
+            &["efi", "show"],
+            &[],
+        );
+        assert_ne!(
+            out.status.code(),
+            Some(97),
+            "this host booted with EFI and /sys/firmware cannot be hidden from the \
+             binary (`unshare --user --map-root-user --mount` failed: are user \
+             namespaces disabled?): {}",
+            common::stderr(&out)
+        );
+        out
+    } else {
+        common::wyrcan(&["efi", "show"])
+    };
     let err = common::assert_failure(&out, "efi show without EFI");
-    assert!(err.contains("did not boot with EFI"), "{err}");
+    assert!(
+        err.contains("this machine did not boot with EFI"),
+        "what failed: {err}"
+    );
+    assert!(
+        err.contains("boot it in EFI mode") && err.contains("wyrcan.img="),
+        "what to do: {err}"
+    );
+}
+
+/// `--efivars` naming something that is not a directory is refused, and
+/// says which.
+#[test]
+fn efi_efivars_must_be_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for bad in [file, dir.path().join("missing")] {
+        let out = common::wyrcan(&["efi", "--efivars", bad.to_str().unwrap(), "show"]);
+        let err = common::assert_failure(&out, "efi --efivars FILE");
+        assert!(
+            err.contains(&format!("--efivars {}: not a directory", bad.display())),
+            "{err}"
+        );
+    }
 }
 
 /// A small image for the host-side test (only its manifest is resolved).

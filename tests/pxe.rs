@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::image::push;
 use common::registry::Registry;
-use vmharness::{artifact, boot_container, bootable, repo, Net, Vm, VmConfig, GUEST_REGISTRY};
+use vmharness::{artifact, boot_container, bootable, repo, Vm, VmConfig, GUEST_REGISTRY};
 
 /// The shipped script with its one `set cmdline` line replaced, as an
 /// operator would edit it.
@@ -82,7 +82,6 @@ fn copy(from: &Path, dir: &Path, name: &str) {
 fn pxe_boot_with_the_shipped_ipxe_script_reaches_the_container() {
     let registry = Registry::start();
     push(&registry, "e2e/pxe", "v1", &bootable("pxe"));
-    let port: u16 = registry.addr().rsplit(':').next().unwrap().parse().unwrap();
 
     let tftp = tempfile::Builder::new()
         .prefix("wyrcan-tftp-")
@@ -100,16 +99,10 @@ fn pxe_boot_with_the_shipped_ipxe_script_reaches_the_container() {
         "pxe",
         &VmConfig {
             mem_mb: 1024,
-            net: Net::User {
-                registry: Some(port),
-                model: "virtio-net-pci",
-                tftp: Some((tftp.path().to_path_buf(), "boot.ipxe".into())),
-            },
-            netboot: true,
-            ..VmConfig::default()
+            ..VmConfig::pxe(&registry, tftp.path(), "boot.ipxe")
         },
     );
-    let (cmdline_seen, _) = boot_container(&mut vm, "pxe");
+    let cmdline_seen = boot_container(&mut vm, "pxe").cmdline;
     assert!(
         cmdline_seen.contains("pxe=1 two=2"),
         "the quoted wyrcan.arg did not reach the container intact: {cmdline_seen}"
@@ -124,19 +117,10 @@ fn pxe_boot_with_the_shipped_ipxe_script_reaches_the_container() {
             && kernel_cmdline.contains("wyrcan.img="),
         "Wyrcan's kernel did not get the script's cmdline: {kernel_cmdline}"
     );
-    let at = |needle: &str| {
-        log.lines()
-            .find(|l| l.contains(needle))
-            .map(|l| l[..l.find(']').unwrap_or(0) + 1].to_string())
-            .unwrap_or_default()
-    };
     eprintln!(
         "pxe: Wyrcan started {}, container marker {}",
-        at("(the container bootloader) starting"),
-        at("CONTAINER-MARKER")
+        vm.time_of("(the container bootloader) starting"),
+        vm.time_of("CONTAINER-MARKER")
     );
-    assert!(
-        vm.wait_exit(Duration::from_secs(60)),
-        "the container did not power off"
-    );
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }

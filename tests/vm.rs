@@ -11,9 +11,12 @@ mod vmharness;
 
 use std::time::Duration;
 
-use common::image::push;
+use common::image::{noise, push, Entry, Layer};
 use common::registry::Registry;
-use vmharness::{artifact, boot_container, bootable, test_kernel, wyrcan_vm, BOOT, GUEST_REGISTRY};
+use vmharness::{
+    boot_container, bootable, test_kernel, wyrcan_release, wyrcan_vm, Vm, VmConfig, BOOT,
+    GUEST_REGISTRY,
+};
 
 #[test]
 #[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
@@ -27,14 +30,15 @@ fn boots_an_image_by_dhcp_with_its_own_kernel_and_args() {
             "wyrcan.img={GUEST_REGISTRY}/e2e/basic:v1 wyrcan.arg=\"quiet log_buf_len=1M\" wyr.arg=foo=\"x y\" wyrcan.arg=last"
         ),
     );
-    let (cmdline, uname) = boot_container(&mut vm, "basic");
+    let container = boot_container(&mut vm, "basic");
+    container.assert_image_kernel();
     let (_, release) = test_kernel();
-    assert!(
-        uname.ends_with(&release),
-        "running kernel is not the image's: {uname}"
+    assert_ne!(
+        wyrcan_release(),
+        release,
+        "test kernel must differ from Wyrcan's"
     );
-    let own = std::fs::read_to_string(artifact("wyrcan.kernel.release")).unwrap();
-    assert_ne!(own.trim(), release, "test kernel must differ from Wyrcan's");
+    let cmdline = &container.cmdline;
     for want in [
         "console=ttyS0 panic=-1",
         "quiet log_buf_len=1M",
@@ -55,10 +59,7 @@ fn boots_an_image_by_dhcp_with_its_own_kernel_and_args() {
         !cmdline.contains("wyrcan.img"),
         "Wyrcan's own arguments leaked: {cmdline}"
     );
-    assert!(
-        vm.wait_exit(Duration::from_secs(60)),
-        "the container did not power off"
-    );
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 
 #[test]
@@ -71,7 +72,7 @@ fn static_ip_and_pinned_digest() {
         &registry,
         &format!("ip=10.0.2.15::10.0.2.2:255.255.255.0:guest:eth0:none wyrcan.img={GUEST_REGISTRY}/e2e/pinned@{digest}"),
     );
-    let (cmdline, _) = boot_container(&mut vm, "pinned");
+    let cmdline = boot_container(&mut vm, "pinned").cmdline;
     assert!(cmdline.contains("panic=-1"), "{cmdline}");
     assert!(vm.log().contains("10.0.2.15/24 (static)"), "{}", vm.log());
     assert!(!vm.log().contains("DHCP"), "static ip= must not run DHCP");
@@ -86,13 +87,13 @@ fn missing_image_is_explained_on_the_console_without_panic() {
         &registry,
         &format!("wyrcan.img={GUEST_REGISTRY}/e2e/nothing:here"),
     );
-    let (_, line) = vm.wait_for("boot failed", BOOT);
+    let line = vm.boot_failed();
     assert!(line.contains("not found"), "{line}");
     vm.wait_for("Rebooting in", Duration::from_secs(30));
     // A key stops the countdown.
     vm.send("x");
     vm.wait_for("Stopped", Duration::from_secs(30));
-    assert!(!vm.log().contains("Kernel panic"), "{}", vm.log());
+    vm.assert_no_panic();
 }
 
 #[test]
@@ -100,18 +101,8 @@ fn missing_image_is_explained_on_the_console_without_panic() {
 fn no_image_shows_help_and_waits_for_enter() {
     let registry = Registry::start();
     let mut vm = wyrcan_vm("help", &registry, "");
-    vm.wait_for("No image to boot", BOOT);
-    vm.wait_for(
-        "wyrcan.img=quay.io/example/os:latest",
-        Duration::from_secs(10),
-    );
-    vm.wait_for("Press Enter to reboot", Duration::from_secs(10));
-    vm.send("\r");
-    assert!(
-        vm.wait_exit(Duration::from_secs(60)),
-        "no reboot after Enter"
-    );
-    assert!(!vm.log().contains("Kernel panic"), "{}", vm.log());
+    vm.help_then_reboot(Duration::from_secs(10), Duration::from_secs(60));
+    vm.assert_no_panic();
 }
 
 #[test]
@@ -122,10 +113,10 @@ fn host_morphed_initrd_boots_directly_in_many_frames() {
     // data makes every frame hit the size limit.
     let registry = Registry::start();
     let mut image = bootable("direct");
-    image.layers.push(common::image::Layer::new(vec![
-        common::image::Entry::dir("data"),
-        common::image::Entry::file("data/noise", common::image::noise(5 << 20, 7)),
-        common::image::Entry::file("data/last", "written last\n"),
+    image.layers.push(Layer::new(vec![
+        Entry::dir("data"),
+        Entry::file("data/noise", noise(5 << 20, 7)),
+        Entry::file("data/last", "written last\n"),
     ]));
     push(&registry, "e2e/direct", "v1", &image);
     let dir = tempfile::tempdir().unwrap();
@@ -151,15 +142,7 @@ fn host_morphed_initrd_boots_directly_in_many_frames() {
         ]);
         common::assert_success(&out, "morph");
         let cmdline = std::fs::read_to_string(&c).unwrap();
-        let mut vm = vmharness::Vm::start(
-            "direct",
-            &vmharness::VmConfig {
-                kernel: Some(k.clone()),
-                initrd: Some(i.clone()),
-                append: Some(cmdline.trim().to_string()),
-                ..vmharness::VmConfig::default()
-            },
-        );
+        let mut vm = Vm::start("direct", &VmConfig::direct(&k, &i, cmdline.trim()));
         vm.wait_for("CONTAINER-MARKER direct", BOOT);
         vm.wait_for(
             &format!("LAST=written last SIZE={}", 5 << 20),
@@ -197,9 +180,9 @@ fn debian_with_systemd_boots_and_runs_a_unit() {
         "systemd runs under another kernel: {line}"
     );
     assert!(vm.log().contains("systemd"), "{}", vm.log());
-    assert!(
-        vm.wait_exit(Duration::from_secs(180)),
-        "the Debian container did not power off"
+    vm.assert_exits(
+        Duration::from_secs(180),
+        "the Debian container did not power off",
     );
 }
 
@@ -210,30 +193,19 @@ fn image_too_big_for_ram_is_refused_before_download() {
     let mut image = bootable("big");
     image
         .layers
-        .push(common::image::Layer::new(vec![common::image::Entry::file(
-            "big",
-            common::image::noise(200 << 20, 3),
-        )]));
+        .push(Layer::new(vec![Entry::file("big", noise(200 << 20, 3))]));
     push(&registry, "e2e/big", "v1", &image);
-    let port: u16 = registry.addr().rsplit(':').next().unwrap().parse().unwrap();
-    let mut vm = vmharness::Vm::start(
+    let mut vm = Vm::start(
         "too-big",
-        &vmharness::VmConfig {
-            kernel: Some(artifact("wyrcan.kernel")),
-            initrd: Some(artifact("wyrcan.initrd")),
-            append: Some(format!(
-                "console=ttyS0 panic=-1 wyrcan.insecure={GUEST_REGISTRY} wyrcan.img={GUEST_REGISTRY}/e2e/big:v1"
-            )),
+        &VmConfig {
             mem_mb: 320,
-            net: vmharness::Net::User {
-                registry: Some(port),
-                model: "virtio-net-pci",
-                tftp: None,
-            },
-            ..vmharness::VmConfig::default()
+            ..VmConfig::wyrcan(
+                &registry,
+                &format!("wyrcan.img={GUEST_REGISTRY}/e2e/big:v1"),
+            )
         },
     );
-    let (_, line) = vm.wait_for("boot failed", BOOT);
+    let line = vm.boot_failed();
     assert!(
         line.contains("free memory") && line.contains("more memory"),
         "{line}"
@@ -243,5 +215,5 @@ fn image_too_big_for_ram_is_refused_before_download() {
         "it downloaded before refusing: {}",
         vm.log()
     );
-    assert!(!vm.log().contains("Kernel panic"), "{}", vm.log());
+    vm.assert_no_panic();
 }

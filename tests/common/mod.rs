@@ -1,8 +1,12 @@
 //! Harness shared by the integration tests: the real `docker-registry`,
-//! images built in code, the umoci/cpio oracle, a lying proxy, and a runner
-//! for the real `wyrcan` binary with a bounded run time.
+//! images built in code, the umoci/cpio oracle, one small HTTP server and
+//! request parser (`http`: fake registries, and the lying proxy built on
+//! it), the registry client's options, and a runner for the real `wyrcan`
+//! binary with a bounded run time. (The QEMU harness is `tests/vmharness`.)
 #![allow(dead_code)]
 
+pub mod client;
+pub mod http;
 pub mod image;
 pub mod oracle;
 pub mod proxy;
@@ -59,7 +63,25 @@ pub fn wyrcan<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
 /// Runs `wyrcan` with `args` and extra environment variables; fails the
 /// test if it runs longer than [`TIMEOUT`].
 pub fn wyrcan_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wyrcan"));
+    wyrcan_via(&[], args, env)
+}
+
+/// Runs `WRAPPER… /path/to/wyrcan ARGS…` (e.g. `unshare … sh -c …`) with
+/// the same clean environment and time limit as [`wyrcan_with_env`].
+pub fn wyrcan_via<S: AsRef<std::ffi::OsStr>>(
+    wrapper: &[&str],
+    args: &[S],
+    env: &[(&str, &Path)],
+) -> Output {
+    let bin = env!("CARGO_BIN_EXE_wyrcan");
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -146,6 +168,16 @@ pub fn assert_failure(out: &Output, what: &str) -> String {
         out.status
     );
     err
+}
+
+/// The final error of a failed run: its stderr from the last line that
+/// starts with `error:` (the retry warnings before it are left out).
+pub fn final_error(stderr: &str) -> &str {
+    stderr
+        .rfind("\nerror:")
+        .map(|i| &stderr[i + 1..])
+        .or_else(|| stderr.starts_with("error:").then_some(stderr))
+        .unwrap_or_else(|| panic!("no `error:` line in:\n{stderr}"))
 }
 
 /// Fails the test unless `haystack` contains `needle` (ASCII case-insensitive).

@@ -219,6 +219,11 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `http://127.0.0.1:PORT` or `https://…` for the TLS registry.
     pub fn base_url(&self) -> String {
         let scheme = if self.ca.is_some() { "https" } else { "http" };

@@ -107,6 +107,89 @@ impl Default for VmConfig {
     }
 }
 
+impl Net {
+    /// virtio-net on restricted user networking: the guest reaches
+    /// `registry` at [`GUEST_REGISTRY`], and nothing else.
+    pub fn to_registry(registry: &Registry) -> Net {
+        Net::User {
+            registry: Some(registry.port()),
+            model: "virtio-net-pci",
+            tftp: None,
+        }
+    }
+
+    /// [`Net::to_registry`] plus slirp's TFTP server, serving `dir` with
+    /// `bootfile` as the PXE boot file.
+    pub fn pxe(registry: &Registry, dir: &Path, bootfile: &str) -> Net {
+        Net::User {
+            registry: Some(registry.port()),
+            model: "virtio-net-pci",
+            tftp: Some((dir.to_path_buf(), bootfile.to_string())),
+        }
+    }
+}
+
+/// How an EFI VM gets the ISO.
+#[derive(Clone, Copy, Debug)]
+pub enum Media {
+    /// As a CD (`-cdrom`-like drive).
+    Cd,
+    /// As a raw read-only virtio disk (a USB stick, say).
+    Disk,
+}
+
+impl VmConfig {
+    /// Wyrcan's own kernel + initrd booted directly, networked to
+    /// `registry`, with the cmdline `console=ttyS0 panic=-1
+    /// wyrcan.insecure=GUEST_REGISTRY` then `cmdline`.
+    pub fn wyrcan(registry: &Registry, cmdline: &str) -> VmConfig {
+        VmConfig {
+            kernel: Some(artifact("wyrcan.kernel")),
+            initrd: Some(artifact("wyrcan.initrd")),
+            append: Some(format!(
+                "console=ttyS0 panic=-1 wyrcan.insecure={GUEST_REGISTRY} {cmdline}"
+            )),
+            net: Net::to_registry(registry),
+            ..VmConfig::default()
+        }
+    }
+
+    /// A kernel and initrd booted directly with this cmdline, no network.
+    pub fn direct(kernel: &Path, initrd: &Path, append: &str) -> VmConfig {
+        VmConfig {
+            kernel: Some(kernel.to_path_buf()),
+            initrd: Some(initrd.to_path_buf()),
+            append: Some(append.to_string()),
+            ..VmConfig::default()
+        }
+    }
+
+    /// `iso` under OVMF with the variable store `vars`, networked to `registry`.
+    pub fn efi_iso(registry: &Registry, vars: &Path, iso: &Path, media: Media) -> VmConfig {
+        let (cdrom, disk) = match media {
+            Media::Cd => (Some(iso.to_path_buf()), None),
+            Media::Disk => (None, Some(iso.to_path_buf())),
+        };
+        VmConfig {
+            efi_vars: Some(vars.to_path_buf()),
+            cdrom,
+            disk,
+            net: Net::to_registry(registry),
+            ..VmConfig::default()
+        }
+    }
+
+    /// A network boot (SeaBIOS runs the NIC's iPXE ROM) of `bootfile` from
+    /// the TFTP root `tftp`, networked to `registry`.
+    pub fn pxe(registry: &Registry, tftp: &Path, bootfile: &str) -> VmConfig {
+        VmConfig {
+            net: Net::pxe(registry, tftp, bootfile),
+            netboot: true,
+            ..VmConfig::default()
+        }
+    }
+}
+
 /// A fresh copy of OVMF's variable store for one test (reused across the
 /// boots of that test to keep variables).
 pub fn ovmf_vars(dir: &Path) -> PathBuf {
@@ -342,6 +425,105 @@ impl Vm {
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
+
+    /// Fails (with the console log) unless QEMU exits — the guest powered
+    /// off, or rebooted under `-no-reboot` — within `timeout`.
+    pub fn assert_exits(&mut self, timeout: Duration, what: &str) {
+        if !self.wait_exit(timeout) {
+            panic!(
+                "{}: {what} (QEMU still running after {timeout:?})\n--- console ---\n{}",
+                self.name,
+                self.log()
+            );
+        }
+    }
+
+    /// Fails if the console shows a kernel panic.
+    pub fn assert_no_panic(&self) {
+        let log = self.log();
+        assert!(!log.contains("Kernel panic"), "{}: {log}", self.name);
+    }
+
+    /// The lines the test container of [`bootable`]`(mark)` prints: its
+    /// marker (within [`BOOT`]), then `CMDLINE=`, `UNAME=` and
+    /// `CONTAINER-DONE` (30 s each).
+    pub fn container(&mut self, mark: &str) -> Container {
+        let (at, _) = self.wait_for(&format!("CONTAINER-MARKER {mark}"), BOOT);
+        let (_, cmdline) = self.wait_for("CMDLINE=", Duration::from_secs(30));
+        let (_, uname) = self.wait_for("UNAME=", Duration::from_secs(30));
+        self.wait_for("CONTAINER-DONE", Duration::from_secs(30));
+        eprintln!(
+            "{mark}: container reached {:.1} s after QEMU start",
+            at.as_secs_f64()
+        );
+        Container { at, cmdline, uname }
+    }
+
+    /// [`Vm::container`], and fails unless the container runs on the
+    /// image's own kernel (the test kernel), not Wyrcan's.
+    pub fn container_on_its_kernel(&mut self, mark: &str) -> Container {
+        let container = self.container(mark);
+        container.assert_image_kernel();
+        container
+    }
+
+    /// Wyrcan's `boot failed` line (within [`BOOT`]).
+    pub fn boot_failed(&mut self) -> String {
+        self.wait_for("boot failed", BOOT).1
+    }
+
+    /// A prompt of the boot environment: waits for it (within [`BOOT`]),
+    /// checks that it asks `question`, and types `answer`.
+    pub fn answer(&mut self, question: &str, answer: &str) {
+        let (_, line) = self.wait_for("Type yes and press Enter", BOOT);
+        assert!(line.contains(question), "unexpected prompt: {line}");
+        self.send(answer);
+    }
+
+    /// The boot environment with no image to boot: its help (within
+    /// [`BOOT`]), the example line and the Enter prompt (`step` each);
+    /// presses Enter and fails unless the machine reboots within `exit`.
+    pub fn help_then_reboot(&mut self, step: Duration, exit: Duration) {
+        self.wait_for("No image to boot", BOOT);
+        self.wait_for("wyrcan.img=quay.io/example/os:latest", step);
+        self.wait_for("Press Enter to reboot", step);
+        self.send("\r");
+        self.assert_exits(exit, "no reboot after Enter");
+    }
+
+    /// The console timestamp (`[  12.34]`) of the first line holding
+    /// `needle`, or an empty string.
+    pub fn time_of(&self, needle: &str) -> String {
+        self.log()
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(|l| l[..l.find(']').unwrap_or(0) + 1].to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// What the test container of [`bootable`] printed.
+#[derive(Clone, Debug)]
+pub struct Container {
+    /// When its marker appeared, after QEMU started.
+    pub at: Duration,
+    /// Its `CMDLINE=` line: the cmdline its kernel got.
+    pub cmdline: String,
+    /// Its `UNAME=` line: the running kernel's release.
+    pub uname: String,
+}
+
+impl Container {
+    /// Fails unless the running kernel is the image's (the test kernel),
+    /// not Wyrcan's own.
+    pub fn assert_image_kernel(&self) {
+        let (_, release) = test_kernel();
+        assert!(
+            self.uname.ends_with(&release),
+            "running kernel is not the image's: {}",
+            self.uname
+        );
+    }
 }
 
 impl Drop for Vm {
@@ -397,33 +579,28 @@ pub fn bootable(mark: &str) -> Image {
     ])
 }
 
-/// Boot Wyrcan's kernel + initrd directly, networked to `registry`.
+/// Boots Wyrcan's kernel + initrd directly, networked to `registry` (see
+/// [`VmConfig::wyrcan`]).
 pub fn wyrcan_vm(name: &str, registry: &Registry, cmdline: &str) -> Vm {
-    let port: u16 = registry.addr().rsplit(':').next().unwrap().parse().unwrap();
-    Vm::start(
-        name,
-        &VmConfig {
-            kernel: Some(artifact("wyrcan.kernel")),
-            initrd: Some(artifact("wyrcan.initrd")),
-            append: Some(format!(
-                "console=ttyS0 panic=-1 wyrcan.insecure={GUEST_REGISTRY} {cmdline}"
-            )),
-            net: Net::User {
-                registry: Some(port),
-                model: "virtio-net-pci",
-                tftp: None,
-            },
-            ..VmConfig::default()
-        },
-    )
+    Vm::start(name, &VmConfig::wyrcan(registry, cmdline))
 }
 
-/// Boot through Wyrcan and return the lines the container printed.
-pub fn boot_container(vm: &mut Vm, mark: &str) -> (String, String) {
+/// Boots `iso` under OVMF (see [`VmConfig::efi_iso`]).
+pub fn iso_vm(name: &str, registry: &Registry, vars: &Path, iso: &Path, media: Media) -> Vm {
+    Vm::start(name, &VmConfig::efi_iso(registry, vars, iso, media))
+}
+
+/// Through Wyrcan (its first line within [`BOOT`]) to the test container:
+/// what [`Vm::container`] returns.
+pub fn boot_container(vm: &mut Vm, mark: &str) -> Container {
     vm.wait_for("Wyrcan", BOOT);
-    vm.wait_for(&format!("CONTAINER-MARKER {mark}"), BOOT);
-    let (_, cmdline) = vm.wait_for("CMDLINE=", Duration::from_secs(30));
-    let (_, uname) = vm.wait_for("UNAME=", Duration::from_secs(30));
-    vm.wait_for("CONTAINER-DONE", Duration::from_secs(30));
-    (cmdline, uname)
+    vm.container(mark)
+}
+
+/// The release of Wyrcan's own kernel (`out/wyrcan.kernel.release`).
+pub fn wyrcan_release() -> String {
+    std::fs::read_to_string(artifact("wyrcan.kernel.release"))
+        .expect("reading out/wyrcan.kernel.release")
+        .trim()
+        .to_string()
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use common::client::{client_options, creds};
 use common::http::{read_request, read_response, Reply, Server};
 use common::image::noise;
-use wyrcan::auth::Credentials;
-use wyrcan::registry::{Client, ClientOptions, RegistryError};
+use wyrcan::registry::Credentials;
+use wyrcan::registry::{Client, PullOptions, RegistryError};
 use wyrcan_core::digest::Digest;
 use wyrcan_core::manifest::{Descriptor, MANIFEST_ACCEPT};
 use wyrcan_core::reference::Reference;
@@ -29,7 +29,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MAX_BLOB_IN_MEMORY: u64 = 64 << 20;
 
 /// A client for `SERVER/test/img:latest` with these options.
-fn client_with(server: &Server, opts: &ClientOptions) -> Client {
+fn client_with(server: &Server, opts: &PullOptions) -> Client {
     let r: Reference = format!("{}/test/img:latest", server.addr())
         .parse()
         .unwrap();

@@ -1,22 +1,28 @@
-//! The one place the tests build `wyrcan::registry::ClientOptions`: when the
-//! options type changes, only this helper needs fixing.
+//! The one place the tests build `wyrcan::registry::PullOptions` for the
+//! registry client: when the options type changes, only this helper needs
+//! fixing.
 
 use std::time::Duration;
 
-use wyrcan::auth::Credentials;
-use wyrcan::registry::ClientOptions;
+use wyrcan::registry::{CredentialSource, Credentials, PullOptions};
 
 /// Options for a [`wyrcan::registry::Client`] in a test: plain HTTP and
 /// unverified TLS allowed for the `insecure` hosts (`HOST[:PORT]`), these
-/// credentials instead of the auth files (`None`: the auth files are read),
-/// no extra CA files, and quick retries: 2 retries (3 attempts) 1 ms apart.
-pub fn client_options(insecure: &[&str], creds: Option<Credentials>) -> ClientOptions {
-    ClientOptions {
+/// credentials or none (never the host's auth files), no CA store of the
+/// host (hermetic: the bundled roots only), and quick retries: 2 retries
+/// (3 attempts) 1 ms apart.
+pub fn client_options(insecure: &[&str], creds: Option<Credentials>) -> PullOptions {
+    PullOptions {
         insecure: insecure.iter().map(|s| s.to_string()).collect(),
         ca_files: Vec::new(),
-        credentials: creds,
+        system_roots: false,
+        credentials: match creds {
+            Some(c) => CredentialSource::Given(c),
+            None => CredentialSource::Anonymous,
+        },
         retries: 2,
         backoff: Duration::from_millis(1),
+        ..PullOptions::default()
     }
 }
 

@@ -10,9 +10,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use wyrcan_core::kernel;
+use wyrcan_core::manifest::Platform;
 use wyrcan_core::reference::Reference;
 
-use crate::convert::{self, OutputCompression};
+use crate::convert::{self, booted, OutputCompression};
 use crate::progress::{human, Progress};
 use crate::pull::{pull_checked, PullOptions};
 use crate::sys::Sys;
@@ -100,6 +101,7 @@ fn parse_meminfo(text: &str) -> (u64, u64) {
 /// the image's `/boot/wyrcan.cmdline`, then `extra` in order (DESIGN §2).
 pub fn prepare(
     sys: &dyn Sys,
+    given: &str,
     reference: &Reference,
     opts: &PullOptions,
     extra: &[String],
@@ -136,6 +138,7 @@ pub fn prepare(
     let initrd_out = initrd.try_clone()?;
     let mut unpacked = 0;
     let bar = progress.counter("writing the initrd");
+    let mut chosen = OutputCompression::Zstd;
     let converted = convert::convert(
         &mut pulled.layers,
         &reference,
@@ -144,12 +147,16 @@ pub fn prepare(
         |stats, k| {
             // The kernel file is booted, not unpacked.
             unpacked = stats.bytes.saturating_sub(k.size);
-            choose_compression(total, unpacked, compressed).map_err(anyhow::Error::msg)
+            let c = choose_compression(total, unpacked, compressed).map_err(anyhow::Error::msg)?;
+            chosen = c;
+            Ok(c)
         },
         &|n| bar.set(n),
     )?;
     bar.finish();
-    drop(pulled);
+    let resolved = pulled.resolved;
+    drop(pulled.layers);
+    drop(pulled.scratch);
     let initrd_len = initrd.metadata().context("reading the initrd size")?.len();
     let kernel_len = kernel.metadata().context("reading the kernel size")?.len();
     let now = meminfo(sys).map(|(_, a)| a).unwrap_or(0);
@@ -172,6 +179,16 @@ pub fn prepare(
         .context("reading the kernel's header")?;
     header.truncate(got);
     check_cmdline(&header, &cmdline).map_err(anyhow::Error::msg)?;
+    let platform = opts.platform.clone().unwrap_or_else(Platform::current);
+    let facts = booted::Facts {
+        given,
+        platform: &platform,
+        kernel_path: &converted.kernel.path,
+        cmdline: &cmdline,
+    };
+    let record = booted::record(&resolved, &facts, &kernel)?;
+    let mut initrd = initrd;
+    booted::append(&mut initrd, chosen, converted.etc, &record)?;
     Ok(Prepared {
         kernel,
         initrd,

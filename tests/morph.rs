@@ -1435,3 +1435,65 @@ fn morph_hostile_hardlink_targets_stay_inside() {
         out.assert_nothing_left();
     }
 }
+
+// ------------------------------------------------------------ booted.json
+
+/// `/etc/wyrcan/booted.json` from an initrd: every compressed frame
+/// decompressed (zstd/gzip/plain), then the entry found by name.
+fn booted_json(initrd: &std::path::Path) -> serde_json::Value {
+    let raw = std::fs::read(initrd).unwrap();
+    let plain = if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::decode_all(&raw[..]).unwrap()
+    } else if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&raw[..]), &mut v)
+            .unwrap();
+        v
+    } else {
+        raw
+    };
+    let name = b"etc/wyrcan/booted.json\0";
+    let pos = plain
+        .windows(name.len())
+        .rposition(|w| w == name)
+        .expect("no etc/wyrcan/booted.json in the initrd");
+    let hdr = &plain[pos - 110..pos];
+    assert_eq!(&hdr[..6], b"070701");
+    let hex = |r: std::ops::Range<usize>| {
+        usize::from_str_radix(std::str::from_utf8(&hdr[r]).unwrap(), 16).unwrap()
+    };
+    let (size, namesize) = (hex(54..62), hex(94..102));
+    let data = (pos - 110 + 110 + namesize + 3) & !3;
+    serde_json::from_slice(&plain[data..data + size]).unwrap()
+}
+
+#[test]
+fn the_initrd_records_what_it_was_built_from() {
+    let reg = registry::shared();
+    let image = oci(vec![base("booted")], vec![]);
+    let digest = push(reg, "booted", "t", &image);
+    for compression in ["zstd", "gzip", "none"] {
+        let out = Outputs::new();
+        let given = reference(&reg.addr(), "booted", "t");
+        let res = morph(&reg.addr(), &given, &out, &["--compression", compression]);
+        assert_success(&res, compression);
+        let b = booted_json(&out.initrd());
+        assert_eq!(b["version"], 1);
+        assert_eq!(b["reference"], given.as_str());
+        assert_eq!(b["registry"], reg.addr().as_str());
+        assert_eq!(b["repository"], "booted");
+        assert_eq!(b["manifest_digest"], digest.to_string().as_str());
+        assert_eq!(b["platform"], "linux/amd64");
+        assert_eq!(b["kernel"]["path"], format!("/{KPATH}").as_str());
+        let ksha =
+            wyrcan_core::digest::Digest::of(&std::fs::read(out.kernel()).unwrap()).to_string();
+        assert_eq!(b["kernel"]["sha256"], ksha.trim_start_matches("sha256:"));
+        let cmdline = std::fs::read_to_string(out.cmdline()).unwrap();
+        assert_eq!(b["cmdline"], cmdline.trim());
+        assert_eq!(b["wyrcan_version"], env!("CARGO_PKG_VERSION"));
+        let time = b["time"].as_str().unwrap();
+        assert!(time.len() == 20 && time.ends_with('Z'), "{time}");
+        // The image's own tree is unchanged in the first archive.
+        check_initrd(&image, &out, KPATH, &kernel("booted"));
+    }
+}

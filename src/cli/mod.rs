@@ -3,6 +3,7 @@
 //! clap: it turns flags into the library's types ([`pull::PullArgs`] →
 //! [`PullOptions`](crate::pull::PullOptions)) and calls down.
 
+pub mod customize;
 pub mod efi;
 pub mod pull;
 
@@ -59,6 +60,9 @@ pub enum Cmd {
     /// Show, write or clear the configuration stored in EFI NVRAM, which
     /// the boot environment uses when its cmdline names no image.
     Efi(efi::EfiArgs),
+    /// Bake site settings (default image, registry credentials, CAs, proxy,
+    /// network) into the boot media: an initrd, or an archive to load after it.
+    Customize(customize::CustomizeArgs),
 }
 
 /// `wyrcan kexec`.
@@ -141,6 +145,7 @@ pub fn run(opt: Opt, progress: &Progress) -> Result<()> {
         Cmd::Kexec(a) => kexec_cmd(a, progress),
         Cmd::Boot => boot_cmd(),
         Cmd::Efi(a) => efi::run(a),
+        Cmd::Customize(a) => customize::run(a),
     }
 }
 
@@ -186,6 +191,18 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         &|n| bar.set(n),
     )?;
     bar.finish();
+    let platform = opts
+        .platform
+        .clone()
+        .unwrap_or_else(wyrcan_core::manifest::Platform::current);
+    let facts = convert::booted::Facts {
+        given: &a.image,
+        platform: &platform,
+        kernel_path: &out.kernel.path,
+        cmdline: &out.image_cmdline,
+    };
+    let record = convert::booted::record(&pulled.resolved, &facts, staged.file(k))?;
+    convert::booted::append(staged.file(i), a.compression.into(), out.etc, &record)?;
     let kernel_len = out.kernel.size;
     let cpio_size = out.cpio_size;
     if let Some(c) = c {
@@ -208,7 +225,8 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
 fn kexec_cmd(a: KexecArgs, progress: &Progress) -> Result<()> {
     let reference = pull::reference(&a.image)?;
     let opts = a.pull.options()?;
-    let prepared = crate::boot::prepare(&LinuxSys, &reference, &opts, &a.append, progress)?;
+    let prepared =
+        crate::boot::prepare(&LinuxSys, &a.image, &reference, &opts, &a.append, progress)?;
     crate::boot::load(&LinuxSys, &prepared)?;
     drop(prepared);
     if a.exec {

@@ -9,6 +9,7 @@
 //! own frames; up to four layers run at once. Nothing here holds more than
 //! a few MiB at once.
 
+pub mod booted;
 pub mod dirsink;
 pub mod emit;
 pub mod frames;
@@ -112,6 +113,19 @@ pub struct Converted {
     pub stats: tree::Stats,
     /// Size of the uncompressed cpio.
     pub cpio_size: u64,
+    /// What the image's `/etc` is (for `/etc/wyrcan/booted.json`).
+    pub etc: EtcState,
+}
+
+/// What the image's `/etc` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcState {
+    /// A directory.
+    Dir,
+    /// Absent.
+    Missing,
+    /// Something else (a symlink, a file): nothing is written under it.
+    Other,
 }
 
 /// Flatten pulled layers and write kernel and initrd. `choose` sees the
@@ -138,6 +152,11 @@ pub fn convert(
         stats.dirs,
         human(stats.bytes)
     );
+    let etc = match tree.lookup(b"etc", false)?.and_then(|id| tree.info(id)) {
+        Some(tree::NodeInfo::Dir) => EtcState::Dir,
+        None => EtcState::Missing,
+        Some(_) => EtcState::Other,
+    };
     let compression = choose(&stats, &info.kernel)?;
     let plan = tree.plan(Some(info.kernel.node), info.cmdline_node);
     let (captured, cpio_size) = write_initrd(
@@ -167,5 +186,6 @@ pub fn convert(
         kernel: info.kernel,
         stats,
         cpio_size,
+        etc,
     })
 }

@@ -11,6 +11,7 @@ use wyrcan_core::cmdline::{EfiAction, WyrcanArgs};
 use wyrcan_core::efivar::{self, StoredConfig};
 use wyrcan_core::ipconfig::{self, IpConfig};
 use wyrcan_core::reference::Reference;
+use wyrcan_core::site::SiteConfig;
 
 use crate::pull::{CredentialSource, PullOptions};
 use crate::sys::{efivarfs, Sys};
@@ -22,7 +23,12 @@ pub enum Source {
     Cmdline,
     /// The EFI variable (DESIGN §2).
     Efi,
+    /// The defaults baked in by `wyrcan customize` (`/etc/wyrcan/`).
+    Site,
 }
+
+/// Where `wyrcan customize` puts the site settings in the boot environment.
+pub const SITE_DIR: &str = "/etc/wyrcan";
 
 /// How to bring the network up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,6 +82,7 @@ pub fn validate(
     let from = match source {
         Source::Cmdline => "",
         Source::Efi => " (stored in EFI NVRAM: fix it with wyrcan.efi=write, or remove it with wyrcan.efi=clear)",
+        Source::Site => " (from the site settings baked in by wyrcan customize: customize the media again)",
     };
     let image: Reference = img
         .parse()
@@ -115,6 +122,7 @@ pub fn from_efi(
     sys: &dyn Sys,
     dir: &Path,
     cmdline: &WyrcanArgs,
+    site: Option<&WyrcanArgs>,
     pull: &PullOptions,
 ) -> Result<Option<BootConfig>> {
     let bytes = match sys.read(&dir.join(efivar::file_name())) {
@@ -135,7 +143,70 @@ pub fn from_efi(
     merged.debug |= cmdline.debug;
     merged.console = cmdline.console.clone();
     merged.efi = cmdline.efi;
-    validate(&merged, Source::Efi, pull)
+    validate(&with_defaults(&merged, site), Source::Efi, pull)
+}
+
+/// The site settings, if the boot media carry them: the defaults as
+/// cmdline-like settings, and `pull` completed with the secrets (the auth
+/// file and CA files apply to whichever image boots).
+pub fn site(sys: &dyn Sys, pull: &mut PullOptions) -> Result<Option<WyrcanArgs>> {
+    let dir = Path::new(SITE_DIR);
+    let bytes = match sys.read(&dir.join("config.json")) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("reading the site settings /etc/wyrcan/config.json"),
+    };
+    let site = SiteConfig::from_json(&bytes).map_err(|e| anyhow!("{e}"))?;
+    if sys.exists(&dir.join("auth.json")) {
+        pull.credentials = CredentialSource::AuthFile(dir.join("auth.json"));
+    }
+    if let Ok(mut names) = sys.read_dir(&dir.join("ca")) {
+        names.sort();
+        pull.ca_files = names.iter().map(|n| dir.join("ca").join(n)).collect();
+    }
+    tracing::info!(
+        "site settings: default image {}, {} CA file{}, {}",
+        site.image.as_deref().unwrap_or("(none)"),
+        pull.ca_files.len(),
+        if pull.ca_files.len() == 1 { "" } else { "s" },
+        if matches!(pull.credentials, CredentialSource::AuthFile(_)) {
+            "registry credentials"
+        } else {
+            "no registry credentials"
+        }
+    );
+    Ok(Some(WyrcanArgs {
+        img: site.image,
+        args: site.args,
+        insecure: site.insecure,
+        ip: site.ip,
+        nameservers: site.nameservers,
+        ..WyrcanArgs::default()
+    }))
+}
+
+/// `args` with what it leaves unset taken from the site defaults: the
+/// image goes with its arguments (the site's `--arg`s are for the site's
+/// image), the network settings one by one, insecure registries added.
+pub fn with_defaults(args: &WyrcanArgs, site: Option<&WyrcanArgs>) -> WyrcanArgs {
+    let mut out = args.clone();
+    let Some(site) = site else { return out };
+    if out.img.is_none() {
+        out.img.clone_from(&site.img);
+        out.args.clone_from(&site.args);
+    }
+    if out.ip.is_empty() {
+        out.ip.clone_from(&site.ip);
+    }
+    if out.nameservers.is_empty() {
+        out.nameservers.clone_from(&site.nameservers);
+    }
+    for i in &site.insecure {
+        if !out.insecure.contains(i) {
+            out.insecure.push(i.clone());
+        }
+    }
+    out
 }
 
 /// Where efivarfs is, for PID 1.

@@ -100,7 +100,8 @@ impl Loader for Registry {
     }
 
     fn prepare(&self, sys: &dyn Sys, cfg: &BootConfig, progress: &Progress) -> Result<Prepared> {
-        boot::prepare(sys, &cfg.image, &cfg.pull, &cfg.args, progress)
+        let given = cfg.raw.img.as_deref().unwrap_or_default();
+        boot::prepare(sys, given, &cfg.image, &cfg.pull, &cfg.args, progress)
     }
 }
 
@@ -232,8 +233,23 @@ fn steps(
 ) -> Result<sys::Error> {
     let args =
         parsed.map_err(|e| anyhow!("the kernel command line is not valid: {e}\n\n{HELP}"))?;
+    // Site settings baked in by `wyrcan customize`: defaults below the
+    // cmdline and EFI, secrets for every image.
+    let mut pull = settings.pull.clone();
+    let site = config::site(sys, &mut pull)?;
     // Checked before any module loads or the network comes up.
-    let from_cmdline = config::validate(&args, Source::Cmdline, &settings.pull)?;
+    let from_cmdline = match &site {
+        Some(s) if s.img.is_some() && args.img.is_none() => {
+            // The site's image boots unless EFI stores another: check it now.
+            config::validate(&config::with_defaults(&args, Some(s)), Source::Site, &pull)?;
+            None
+        }
+        _ => config::validate(
+            &config::with_defaults(&args, site.as_ref()),
+            Source::Cmdline,
+            &pull,
+        )?,
+    };
 
     let release = sys.kernel_release();
     tracing::info!("kernel {release}");
@@ -266,8 +282,20 @@ fn steps(
 
     let cfg = match from_cmdline {
         Some(c) => Some(c),
-        None if efi => config::from_efi(sys, config::efivars(), &args, &settings.pull)?,
-        None => None,
+        None => {
+            let stored = match efi {
+                true => config::from_efi(sys, config::efivars(), &args, site.as_ref(), &pull)?,
+                false => None,
+            };
+            match stored {
+                Some(c) => Some(c),
+                None => config::validate(
+                    &config::with_defaults(&args, site.as_ref()),
+                    Source::Site,
+                    &pull,
+                )?,
+            }
+        }
     };
     let Some(cfg) = cfg else {
         term.say(&format!(
@@ -293,6 +321,12 @@ fn steps(
         let stored =
             StoredConfig::from_args(&cfg.raw).ok_or_else(|| anyhow!("nothing to store"))?;
         term.say(&format!("\n{FIRMWARE_WARNING}\n\nImage: {image}\n"));
+        if site.is_some() {
+            term.say(
+                "Credentials, CAs and the proxy of the site settings are not stored in NVRAM: \
+                 they stay on the boot media.\n",
+            );
+        }
         if term.confirm("Save this configuration in EFI NVRAM?") {
             sys.efivar_write(config::efivars(), &efivar::file_name(), &stored.to_file())
                 .context("writing the configuration into EFI NVRAM")?;

@@ -394,3 +394,109 @@ fn an_unknown_key_shows_the_help() {
         "{text}"
     );
 }
+
+/// A machine whose boot media were customized: default image, args, an
+/// auth file and a CA.
+fn customized(cmdline: &[u8]) -> FakeSys {
+    let sys = machine(cmdline);
+    let site = wyrcan_core::site::SiteConfig {
+        version: wyrcan_core::site::VERSION,
+        image: Some("reg.lan:5000/site/os:1".into()),
+        args: vec!["site=1".into()],
+        ip: vec!["dhcp".into()],
+        ..Default::default()
+    };
+    sys.put("/etc/wyrcan/config.json", &site.to_json());
+    sys.put("/etc/wyrcan/auth.json", br#"{"auths":{}}"#);
+    sys.put("/etc/wyrcan/ca/00.pem", b"pem");
+    sys
+}
+
+/// What the loader was given besides the image: where credentials come
+/// from and the CA files.
+#[derive(Default)]
+struct PullSpy(Mutex<Vec<String>>);
+
+impl Loader for PullSpy {
+    fn check(&self, _: &BootConfig) -> Result<()> {
+        Ok(())
+    }
+    fn prepare(&self, sys: &dyn Sys, cfg: &BootConfig, _: &Progress) -> Result<Prepared> {
+        self.0.lock().unwrap().push(format!(
+            "{} args={:?} creds={:?} cas={:?}",
+            cfg.image, cfg.args, cfg.pull.credentials, cfg.pull.ca_files
+        ));
+        Ok(Prepared {
+            kernel: sys.memfd("kernel")?,
+            initrd: sys.memfd("initrd")?,
+            cmdline: cfg.args.join(" "),
+            unpacked: 0,
+        })
+    }
+}
+
+fn spy_flow(sys: &FakeSys) -> Vec<String> {
+    let spy = PullSpy::default();
+    let (parsed, _) = early(sys);
+    run(sys, &FakeTerm::default(), &spy, parsed, &settings());
+    spy.0.into_inner().unwrap()
+}
+
+#[test]
+fn the_site_image_boots_with_the_site_secrets() {
+    let sys = customized(b"console=ttyS0");
+    assert_eq!(
+        spy_flow(&sys),
+        ["reg.lan:5000/site/os:1 args=[\"site=1\"] creds=AuthFile(\"/etc/wyrcan/auth.json\") cas=[\"/etc/wyrcan/ca/00.pem\"]"]
+    );
+    assert_eq!(sys.calls().last().unwrap(), "power Kexec");
+}
+
+#[test]
+fn the_cmdline_image_wins_and_keeps_the_site_secrets() {
+    let sys = customized(b"console=ttyS0 wyrcan.img=other:2 wyrcan.arg=mine");
+    assert_eq!(
+        spy_flow(&sys),
+        ["docker.io/library/other:2 args=[\"mine\"] creds=AuthFile(\"/etc/wyrcan/auth.json\") cas=[\"/etc/wyrcan/ca/00.pem\"]"]
+    );
+}
+
+#[test]
+fn the_efi_image_wins_over_the_site_image() {
+    let sys = customized(b"console=ttyS0");
+    with_efi(&sys);
+    let stored = StoredConfig {
+        img: "stored:3".into(),
+        args: vec![],
+        insecure: vec![],
+        ip: vec![],
+        nameservers: vec![],
+    };
+    sys.put(
+        config::efivars().join(efivar::file_name()),
+        &stored.to_file(),
+    );
+    let seen = spy_flow(&sys);
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].starts_with("docker.io/library/stored:3 args=[]"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_broken_site_config_is_reported_before_the_network() {
+    let sys = machine(b"console=ttyS0");
+    sys.put(
+        "/etc/wyrcan/config.json",
+        br#"{"version":1,"image":"Bad//Ref"}"#,
+    );
+    let term = FakeTerm::default();
+    flow(&sys, &term, &FakeLoader::default());
+    let text = term.text();
+    assert!(
+        text.contains("wyrcan.img=Bad//Ref") && text.contains("wyrcan customize"),
+        "{text}"
+    );
+    assert!(!sys.calls().iter().any(|c| c.starts_with("link_up")));
+}

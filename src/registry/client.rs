@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context as _};
 use tracing::{debug, warn};
 use ureq::http::{Response, Uri};
 use ureq::tls::TlsConfig;
@@ -83,6 +83,16 @@ impl Client {
                 warn!("ignoring the auth files: {e:#}");
                 None
             }),
+            CredentialSource::AuthFile(path) => match std::fs::read(path) {
+                Ok(content) => auth::parse_auth_file(&content, &registry)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("reading auth file {}", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(anyhow::Error::from(e))
+                        .with_context(|| format!("reading auth file {}", path.display()))
+                }
+            },
         };
 
         let roots = tls::root_certs(&opts.ca_files, opts.system_roots)?;

@@ -143,6 +143,15 @@ pub enum CredentialSource {
     Given(Credentials),
     /// None: anonymous pulls only.
     Anonymous,
+    /// Only this auth file (the boot environment's `/etc/wyrcan/auth.json`);
+    /// missing means anonymous.
+    AuthFile(PathBuf),
+}
+
+/// Check a PEM CA file before it is baked into boot media: the number of
+/// certificates in it, or an error naming the file.
+pub fn check_ca_file(path: &std::path::Path) -> anyhow::Result<usize> {
+    tls::read_ca_file(path).map(|c| c.len())
 }
 
 /// Failures a caller may want to tell apart, e.g. to tell the user what to

@@ -41,7 +41,7 @@ pub(super) fn root_certs(ca_files: &[PathBuf], use_system: bool) -> anyhow::Resu
 }
 
 /// The certificates of a PEM file; an error when it holds none.
-fn read_ca_file(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
+pub(super) fn read_ca_file(path: &Path) -> anyhow::Result<Vec<Certificate<'static>>> {
     let pem = std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {

@@ -3,6 +3,7 @@
 //! tested and fuzzed without a machine to boot.
 #![forbid(unsafe_code)]
 
+pub mod booted;
 pub mod cmdline;
 pub mod cpio;
 pub mod dhcp;
@@ -13,5 +14,6 @@ pub mod kernel;
 pub mod manifest;
 pub mod modules;
 pub mod reference;
+pub mod site;
 pub mod tar;
 pub mod tree;

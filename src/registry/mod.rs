@@ -30,8 +30,6 @@ pub mod auth;
 pub mod client;
 pub mod download;
 mod pace;
-#[cfg(test)]
-mod stall_tests;
 mod tls;
 mod transport;
 

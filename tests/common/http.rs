@@ -6,14 +6,16 @@
 //! (`Connection: close`) from a handler closure — or 400 to bytes that are
 //! not HTTP, like a real server —, logs every request, serves
 //! at most [`MAX_CONNECTIONS`] connections in its life, and is stopped on
-//! drop (also when the test panics).
+//! drop (also when the test panics). A [`Reply`] may be cut short
+//! ([`Reply::cut_at`]) or sent slowly, a byte at a time
+//! ([`Reply::drip_after`], [`Reply::drip_head`]): a registry that drips.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most connections a server accepts in its life: no test needs more,
 /// and it stops a runaway client from looping forever.
@@ -24,6 +26,11 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEADER_LINES: usize = 200;
 /// The largest request body accepted.
 pub const MAX_REQUEST_BODY: usize = 64 << 20;
+/// The default pause before each dripped byte ([`Reply::drip_every`]).
+pub const DRIP: Duration = Duration::from_millis(50);
+/// The longest an answer drips: then the connection is closed, whatever is
+/// left unsent (a bound far above what any test waits for).
+pub const MAX_DRIP_TIME: Duration = Duration::from_secs(60);
 
 /// A request as the server read it.
 #[derive(Clone, Debug, Default)]
@@ -221,6 +228,14 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// `Content-Length` to announce instead of `body.len()`.
     pub announce: Option<u64>,
+    /// How many body bytes go at once; the rest goes one byte per `drip`.
+    /// `None`: the whole body at once.
+    pub fast: Option<usize>,
+    /// The pause before each dripped byte ([`DRIP`] unless told).
+    pub drip: Duration,
+    /// Whether the status line and header fields drip too, one byte per
+    /// `drip`, before the body (which then goes as `fast` says).
+    pub drip_head: bool,
 }
 
 impl Reply {
@@ -231,6 +246,9 @@ impl Reply {
             headers: Vec::new(),
             body: Vec::new(),
             announce: None,
+            fast: None,
+            drip: DRIP,
+            drip_head: false,
         }
     }
 
@@ -254,8 +272,41 @@ impl Reply {
         self
     }
 
-    /// Writes the answer and closes the connection.
+    /// Sends the first `fast` bytes of the body at once (right after the
+    /// head; the whole body when it is shorter), then the rest one byte per
+    /// [`Reply::drip_every`] interval ([`DRIP`] by default): a server that
+    /// drips. With [`Reply::cut_at`], `fast` counts the bytes sent, and the
+    /// hang-up comes after the last dripped one.
+    pub fn drip_after(mut self, fast: usize) -> Reply {
+        self.fast = Some(fast);
+        self
+    }
+
+    /// Drips the status line and header fields too, one byte per interval;
+    /// the body then follows as [`Reply::drip_after`] says (at once without
+    /// it).
+    pub fn drip_head(mut self) -> Reply {
+        self.drip_head = true;
+        self
+    }
+
+    /// The pause before each dripped byte.
+    pub fn drip_every(mut self, interval: Duration) -> Reply {
+        self.drip = interval;
+        self
+    }
+
+    /// Writes the answer and closes the connection (a dripping answer is
+    /// bounded as in [`Reply::write_until`], with no stop flag).
     pub fn write_to(&self, stream: &mut TcpStream) -> io::Result<()> {
+        self.write_until(stream, &AtomicBool::new(false))
+    }
+
+    /// Writes the answer and closes the connection. A dripping answer is
+    /// bounded: it ends early (closing the connection) when a write fails
+    /// (the client hung up), when `stop` is set, or after
+    /// [`MAX_DRIP_TIME`].
+    pub fn write_until(&self, stream: &mut TcpStream, stop: &AtomicBool) -> io::Result<()> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         let mut has_length = false;
         for (k, v) in &self.headers {
@@ -271,12 +322,46 @@ impl Reply {
             head.push_str(&format!("Content-Length: {len}\r\n"));
         }
         head.push_str("Connection: close\r\n\r\n");
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(&self.body)?;
+        let fast = self.fast.unwrap_or(self.body.len()).min(self.body.len());
+        let (body_now, body_slow) = self.body.split_at(fast);
+        let started = Instant::now();
+        let sent = if self.drip_head {
+            drip(stream, head.as_bytes(), self.drip, started, stop)?
+        } else {
+            stream.write_all(head.as_bytes())?;
+            true
+        };
+        if sent {
+            stream.write_all(body_now)?;
+            stream.flush()?;
+            drip(stream, body_slow, self.drip, started, stop)?;
+        }
         stream.flush()?;
         let _ = stream.shutdown(Shutdown::Both);
         Ok(())
     }
+}
+
+/// Writes `bytes` one at a time, pausing `interval` before each. Bounded by
+/// their number, and cut short — `Ok(false)` — when `stop` is set or
+/// [`MAX_DRIP_TIME`] has passed since `started`; a client that hung up
+/// ends it with the error of the next write.
+fn drip(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    interval: Duration,
+    started: Instant,
+    stop: &AtomicBool,
+) -> io::Result<bool> {
+    for b in bytes {
+        if stop.load(Ordering::SeqCst) || started.elapsed() > MAX_DRIP_TIME {
+            return Ok(false);
+        }
+        std::thread::sleep(interval);
+        stream.write_all(std::slice::from_ref(b))?;
+        stream.flush()?;
+    }
+    Ok(true)
 }
 
 /// A handler: the request and the server's own `127.0.0.1:PORT` (for URLs
@@ -298,7 +383,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Server {
     /// Starts a server on a free 127.0.0.1 port; every connection gets one
-    /// request, answered by `handler` on a thread of its own.
+    /// request, answered by `handler` on a thread of its own. Dropping the
+    /// server ends the answers still dripping.
     pub fn start(handler: impl Fn(&Request, &str) -> Reply + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
@@ -318,10 +404,14 @@ impl Server {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let (handler, log, authority) =
-                        (handler.clone(), log.clone(), authority.clone());
+                    let (handler, log, authority, stop) = (
+                        handler.clone(),
+                        log.clone(),
+                        authority.clone(),
+                        stop.clone(),
+                    );
                     workers.push(std::thread::spawn(move || {
-                        let _ = serve(stream, &authority, &*handler, &log);
+                        let _ = serve(stream, &authority, &*handler, &log, &stop);
                     }));
                 }
                 for w in workers {
@@ -385,6 +475,7 @@ fn serve(
     authority: &str,
     handler: &Handler,
     log: &Mutex<Vec<Request>>,
+    stop: &AtomicBool,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -404,5 +495,5 @@ fn serve(
         Err(e) => return Err(e),
     };
     lock(log).push(req.clone());
-    handler(&req, authority).write_to(&mut out)
+    handler(&req, authority).write_until(&mut out, stop)
 }

@@ -1,0 +1,165 @@
+//! Site settings baked in with `wyrcan customize`, booted under QEMU: the
+//! customized initrd boots the site's default image with nothing on the
+//! cmdline but the console, `site.img` appended with `cat` does the same,
+//! the cmdline's `wyrcan.img=` still wins, and the booted system finds
+//! `/etc/wyrcan/booted.json` describing what it was booted from.
+
+mod common;
+mod vmharness;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::image::{push, Entry, Image, Layer};
+use common::registry::Registry;
+use common::{assert_success, wyrcan};
+use vmharness::{artifact, bootable, test_kernel, Net, Vm, VmConfig, BOOT, GUEST_REGISTRY};
+
+/// [`bootable`] whose `/init` also prints `/etc/wyrcan/booted.json` on one line.
+fn bootable_showing_booted(mark: &str) -> Image {
+    let mut image = bootable(mark);
+    let init = format!(
+        "#!/bin/sh\n\
+         export PATH=/bin\n\
+         busybox mkdir -p /proc\n\
+         busybox mount -t proc proc /proc\n\
+         echo \"CONTAINER-MARKER {mark}\"\n\
+         echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
+         echo \"UNAME=$(busybox uname -r)\"\n\
+         echo \"BOOTED=$(busybox tr -d '\\n' < /etc/wyrcan/booted.json)\"\n\
+         echo \"SITE=$(busybox ls /etc/wyrcan)\"\n\
+         echo \"CONTAINER-DONE\"\n\
+         busybox poweroff -f\n"
+    );
+    image
+        .layers
+        .push(Layer::new(vec![Entry::file("init", init).mode(0o755)]));
+    image
+}
+
+/// `wyrcan customize` with `args`, checked to succeed.
+fn customize(args: &[&str]) {
+    let out = wyrcan(args);
+    assert_success(&out, "wyrcan customize");
+}
+
+fn vm(name: &str, registry: &Registry, initrd: &Path, cmdline: &str) -> Vm {
+    Vm::start(
+        name,
+        &VmConfig {
+            kernel: Some(artifact("wyrcan.kernel")),
+            initrd: Some(initrd.to_path_buf()),
+            append: Some(format!("console=ttyS0 panic=-1 {cmdline}")),
+            net: Net::to_registry(registry),
+            ..VmConfig::default()
+        },
+    )
+}
+
+fn path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn a_customized_initrd_boots_the_site_image_and_records_it() {
+    let registry = Registry::start();
+    let digest = push(&registry, "site/os", "v1", &bootable_showing_booted("site"));
+    let dir = tempfile::tempdir().unwrap();
+    let custom = path(&dir, "custom.initrd");
+    let image = format!("{GUEST_REGISTRY}/site/os:v1");
+    let base = artifact("wyrcan.initrd");
+    customize(&[
+        "customize",
+        "--initrd",
+        base.to_str().unwrap(),
+        "-o",
+        custom.to_str().unwrap(),
+        "--image",
+        &image,
+        "--insecure",
+        GUEST_REGISTRY,
+        "--arg",
+        "site=1",
+    ]);
+    // Nothing on the cmdline but the console.
+    let mut vm = vm("site-initrd", &registry, &custom, "");
+    vm.wait_for("Wyrcan", BOOT);
+    let container = vm.container("site");
+    container.assert_image_kernel();
+    assert!(
+        container.cmdline.contains("site=1"),
+        "{}",
+        container.cmdline
+    );
+    // Printed before CONTAINER-DONE, so already in the log.
+    let log = vm.log();
+    let field = |name: &str| -> String {
+        let line = log
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} in the console log:\n{log}"));
+        line.split_once(name).unwrap().1.trim().to_string()
+    };
+    let json = field("BOOTED=");
+    let json = json.as_str();
+    let b: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(b["reference"], image.as_str());
+    assert_eq!(b["registry"], GUEST_REGISTRY);
+    assert_eq!(b["repository"], "site/os");
+    assert_eq!(b["manifest_digest"], digest.to_string().as_str());
+    assert_eq!(b["platform"], "linux/amd64");
+    let (kernel, release) = test_kernel();
+    assert_eq!(
+        b["kernel"]["path"],
+        format!("/boot/vmlinuz-{release}").as_str()
+    );
+    let ksha = wyrcan_core::digest::Digest::of(&std::fs::read(kernel).unwrap()).to_string();
+    assert_eq!(b["kernel"]["sha256"], ksha.trim_start_matches("sha256:"));
+    assert_eq!(b["cmdline"], container.cmdline.trim());
+    // The booted system gets the record, never the site's other files.
+    assert_eq!(field("SITE="), "booted.json");
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn site_img_appended_with_cat_and_the_cmdline_image_wins() {
+    let registry = Registry::start();
+    push(&registry, "site/default", "v1", &bootable("default"));
+    push(&registry, "site/chosen", "v1", &bootable("chosen"));
+    let dir = tempfile::tempdir().unwrap();
+    let site = path(&dir, "site.img");
+    customize(&[
+        "customize",
+        "-o",
+        site.to_str().unwrap(),
+        "--image",
+        &format!("{GUEST_REGISTRY}/site/default:v1"),
+        "--insecure",
+        GUEST_REGISTRY,
+    ]);
+    let mut both = std::fs::read(artifact("wyrcan.initrd")).unwrap();
+    both.extend(std::fs::read(&site).unwrap());
+    let combined = path(&dir, "combined.initrd");
+    std::fs::write(&combined, both).unwrap();
+    let mut vm = vm(
+        "site-cat",
+        &registry,
+        &combined,
+        &format!("wyrcan.img={GUEST_REGISTRY}/site/chosen:v1"),
+    );
+    vm.wait_for("Wyrcan", BOOT);
+    vm.container("chosen").assert_image_kernel();
+    assert!(
+        !vm.log().contains("CONTAINER-MARKER default"),
+        "{}",
+        vm.log()
+    );
+    assert!(
+        !vm.log().contains("Initramfs unpacking failed"),
+        "{}",
+        vm.log()
+    );
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}

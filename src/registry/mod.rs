@@ -24,11 +24,13 @@
 //! [`download`] (small blobs in memory, resumable verified blob downloads),
 //! `pace` (deadlines and the rate floor), `transport` (agents, retries,
 //! failure classification, URL helpers), `tls` (trust anchors),
-//! [`auth`] (credentials files, challenges).
+//! [`auth`] (credentials files, challenges), [`helper`] (docker
+//! credential helpers).
 
 pub mod auth;
 pub mod client;
 pub mod download;
+pub mod helper;
 mod pace;
 #[cfg(test)]
 mod stall_tests;
@@ -133,12 +135,20 @@ impl Default for PullOptions {
 /// image with systemd and a kernel (13 000), about 200 MiB of headers at worst.
 pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
 
-/// Where a pull's credentials come from.
+/// Where a pull's credentials come from. `Debug` shows no secret.
 #[derive(Debug, Clone, Default)]
 pub enum CredentialSource {
-    /// `$REGISTRY_AUTH_FILE`, the containers `auth.json`, `~/.docker/config.json`.
+    /// The host's, as docker and podman find them: `$REGISTRY_AUTH_FILE`,
+    /// the containers `auth.json`, `~/.docker/config.json`, and the
+    /// credential helpers these name (`credHelpers`, `credsStore`).
     #[default]
     AuthFiles,
+    /// This one containers-auth.json / docker config.json only (`auth`,
+    /// `username`/`password`, `identitytoken` entries; no helper is run):
+    /// `--creds-file`, or the boot environment's `/etc/wyrcan/auth.json`.
+    /// A missing file means anonymous; one that cannot be read or parsed
+    /// is an error naming it.
+    AuthFile(PathBuf),
     /// These, for the image's registry.
     Given(Credentials),
     /// None: anonymous pulls only.
@@ -153,7 +163,7 @@ pub enum CredentialSource {
 pub enum RegistryError {
     /// The registry answered 401/403 even after authenticating (or there
     /// was nothing to authenticate with).
-    #[error("registry {registry} refused access to {repository} ({status}): check the credentials (--creds USER:PASS or docker/podman login)")]
+    #[error("registry {registry} refused access to {repository} ({status}): check the credentials (--creds USER:PASS or docker/podman login){hint}")]
     Unauthorized {
         /// The registry as named in the image reference.
         registry: String,
@@ -161,6 +171,9 @@ pub enum RegistryError {
         repository: String,
         /// The HTTP status (401 or 403).
         status: u16,
+        /// Empty, or `; ` and where the credentials came from or why there
+        /// were none (a credential helper, an auth file), never a secret.
+        hint: String,
     },
     /// The manifest endpoint answered 404.
     #[error("image {image} not found at {registry}: check the name and tag")]
@@ -299,4 +312,48 @@ pub struct FetchedManifest {
     pub content_type: Option<String>,
     /// sha256 of `body`.
     pub digest: Digest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_debug_shows_no_secret() {
+        for credentials in [
+            CredentialSource::Given(Credentials {
+                username: "alice".into(),
+                password: "hunter2-secret".into(),
+            }),
+            CredentialSource::Given(Credentials::identity_token("hunter2-secret")),
+        ] {
+            let opts = PullOptions {
+                credentials,
+                ..PullOptions::default()
+            };
+            let shown = format!("{opts:?} {opts:#?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        let opts = PullOptions {
+            credentials: CredentialSource::AuthFile("/etc/wyrcan/auth.json".into()),
+            ..PullOptions::default()
+        };
+        assert!(format!("{opts:?}").contains("AuthFile(\"/etc/wyrcan/auth.json\")"));
+    }
+
+    #[test]
+    fn unauthorized_hint() {
+        let e = RegistryError::Unauthorized {
+            registry: "r.io".into(),
+            repository: "a/b".into(),
+            status: 401,
+            hint: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry r.io refused access to a/b (401): check the credentials \
+             (--creds USER:PASS or docker/podman login)"
+        );
+    }
 }

@@ -45,6 +45,7 @@ use wyrcan_core::manifest::Platform;
 
 pub use auth::Credentials;
 pub use client::Client;
+pub use tls::CertTime;
 
 /// Everything that says how to pull an image: registry access (insecure
 /// hosts, trust, credentials, retries), which platform, how many layers at
@@ -228,8 +229,13 @@ pub enum RegistryError {
         status: u16,
     },
     /// The TLS handshake failed: an unknown CA, a name mismatch, an expired
-    /// certificate. Not retried: it does not fix itself.
-    #[error("TLS with {host} failed ({detail}): trust its CA with --ca FILE, or allow it with --insecure {host}")]
+    /// certificate. Not retried: it does not fix itself. A certificate
+    /// refused only for its validity period (`clock`) is said as such,
+    /// with both times: the machine's clock is often what is wrong.
+    #[error("{}", match .clock {
+        Some(c) => c.message(host),
+        None => format!("TLS with {host} failed ({detail}): trust its CA with --ca FILE, or allow it with --insecure {host}"),
+    })]
     Tls {
         /// The URL requested.
         url: String,
@@ -237,6 +243,9 @@ pub enum RegistryError {
         host: String,
         /// What TLS said.
         detail: String,
+        /// The certificate's validity against this machine's clock, when
+        /// that is why it was refused.
+        clock: Option<CertTime>,
     },
     /// Nothing accepted the connection (refused, unreachable, timed out).
     /// Retried: a registry may be starting.

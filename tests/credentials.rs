@@ -436,7 +436,8 @@ fn oauth_registry(built: Option<Built>) -> Server {
                     .iter()
                     .all(|(k, v)| f.get(*k).map(String::as_str) == Some(*v));
             if !ok {
-                return Reply::new(401).body(br#"{"error":"invalid_grant"}"#);
+                // RFC 6749 §5.2.
+                return Reply::new(400).body(br#"{"error":"invalid_grant"}"#);
             }
             return Reply::new(200).body(
                 format!(
@@ -521,7 +522,7 @@ fn identity_token_from_an_auth_file_is_traded_by_post() {
     let err = format!("{:#}", client.fetch_manifest("latest", None).unwrap_err());
     assert!(
         err.contains(&format!(
-            "(401): check the credentials (--creds USER:PASS or docker/podman login); the token \
+            "(400): check the credentials (--creds USER:PASS or docker/podman login); the token \
              server http://{}/token refused the identity token (log in again); the credentials \
              sent came from {}",
             server.addr(),

@@ -617,11 +617,12 @@ impl Client {
     }
 
     /// The token in a token endpoint's answer: `token` or `access_token`
-    /// (the OAuth2 name, first when `oauth`).
+    /// (the OAuth2 name, first when `oauth`). An OAuth2 server refuses a
+    /// bad refresh token with 400 `invalid_grant` (RFC 6749 §5.2).
     fn read_token(&self, sent: Sent, deadline: Deadline, oauth: bool) -> Result<String, Failure> {
         match sent.resp.status().as_u16() {
             200 => {}
-            status @ (401 | 403) => {
+            status if status == 401 || status == 403 || (oauth && status == 400) => {
                 let why = oauth.then(|| {
                     format!(
                         "the token server {} refused the identity token (log in again)",

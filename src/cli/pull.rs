@@ -1,9 +1,11 @@
 //! The pull flags every pulling command shares, and how they become the
 //! library's one [`PullOptions`].
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use wyrcan_core::manifest::Platform;
 use wyrcan_core::reference::Reference;
@@ -23,9 +25,16 @@ pub struct PullArgs {
     /// Pick this platform from a multi-arch image [default: this machine's].
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
-    /// Registry credentials; otherwise docker/podman auth files are read.
-    #[arg(long, value_name = "USER:PASS")]
-    pub creds: Option<String>,
+    /// Registry credentials (visible to other users in `ps`: prefer
+    /// --creds-file); otherwise the docker/podman auth files and the
+    /// credential helpers they name.
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "creds_file")]
+    pub creds: Option<Secret>,
+    /// Registry credentials from a file: one line USER:PASS, or a
+    /// docker/podman JSON auth file (`auth`, `username`/`password`,
+    /// `identitytoken` entries; credential helpers are not run).
+    #[arg(long, value_name = "FILE")]
+    pub creds_file: Option<PathBuf>,
     /// Layers to download at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
@@ -41,17 +50,18 @@ pub struct PullArgs {
 impl PullArgs {
     /// The options these flags say.
     pub fn options(&self) -> Result<PullOptions> {
-        let credentials = match &self.creds {
-            Some(c) => {
-                let (u, p) = c
-                    .split_once(':')
-                    .ok_or_else(|| anyhow!("--creds takes USER:PASS, got no ':'"))?;
+        let credentials = match (&self.creds, &self.creds_file) {
+            (Some(c), _) => {
+                let (u, p) =
+                    c.0.split_once(':')
+                        .ok_or_else(|| anyhow!("--creds takes USER:PASS, got no ':'"))?;
                 CredentialSource::Given(Credentials {
                     username: u.to_string(),
                     password: p.to_string(),
                 })
             }
-            None => CredentialSource::AuthFiles,
+            (None, Some(path)) => creds_file(path)?,
+            (None, None) => CredentialSource::AuthFiles,
         };
         let platform = match &self.platform {
             Some(p) => Some(p.parse::<Platform>().map_err(|e| {
@@ -72,10 +82,139 @@ impl PullArgs {
     }
 }
 
+/// A flag's value that is a secret: shown as `<redacted>` by `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `--creds-file FILE`: a JSON auth file (its first non-blank character is
+/// `{`) → [`CredentialSource::AuthFile`], else one line `USER:PASS` (a
+/// trailing newline is ignored). Errors never quote the file.
+fn creds_file(path: &Path) -> Result<CredentialSource> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading --creds-file {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("--creds-file {}: not UTF-8 text", path.display()))?;
+    if text.trim_start().starts_with('{') {
+        return Ok(CredentialSource::AuthFile(path.to_path_buf()));
+    }
+    let line = text
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&text);
+    let bad = |what: &str| {
+        anyhow!(
+            "--creds-file {}: {what}: expected one line USER:PASS, or a docker/podman JSON auth file",
+            path.display()
+        )
+    };
+    if line.contains(['\n', '\r']) {
+        bail!(bad("more than one line"));
+    }
+    match line.split_once(':') {
+        Some((user, pass)) if !user.is_empty() => Ok(CredentialSource::Given(Credentials {
+            username: user.to_string(),
+            password: pass.to_string(),
+        })),
+        Some(_) => Err(bad("the user name is empty")),
+        None => Err(bad("no ':'")),
+    }
+}
+
 /// An image reference from the command line.
 pub fn reference(image: &str) -> Result<Reference> {
     image
         .parse()
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("{image:?} is not a valid image reference"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        pull: PullArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<PullOptions> {
+        let cli = Cli::try_parse_from(std::iter::once("wyrcan").chain(args.iter().copied()))?;
+        cli.pull.options()
+    }
+
+    #[test]
+    fn creds_file_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, content: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, content).unwrap();
+            p.display().to_string()
+        };
+        let given = |args: &[&str]| match parse(args).unwrap().credentials {
+            CredentialSource::Given(c) => (c.username, c.password),
+            other => panic!("{other:?}"),
+        };
+        for content in ["bob:pa:ss\n", "bob:pa:ss", "bob:pa:ss\r\n"] {
+            let f = file("line", content);
+            assert_eq!(given(&["--creds-file", &f]), ("bob".into(), "pa:ss".into()));
+        }
+        let json = file("auth.json", "\n  {\"auths\":{}}");
+        assert!(matches!(
+            parse(&["--creds-file", &json]).unwrap().credentials,
+            CredentialSource::AuthFile(p) if p.display().to_string() == json
+        ));
+        for (content, why) in [
+            ("bob:secret-1\nmore\n", "more than one line"),
+            ("secret-2\n", "no ':'"),
+            (":secret-3", "the user name is empty"),
+        ] {
+            let f = file("bad", content);
+            let err = format!("{:#}", parse(&["--creds-file", &f]).unwrap_err());
+            assert!(err.contains(why) && err.contains(&f), "{err}");
+            assert!(!err.contains("secret"), "the error quotes the file: {err}");
+        }
+        let missing = dir.path().join("missing").display().to_string();
+        let err = format!("{:#}", parse(&["--creds-file", &missing]).unwrap_err());
+        assert!(
+            err.contains(&format!("reading --creds-file {missing}")),
+            "{err}"
+        );
+
+        assert_eq!(given(&["--creds", "u:p"]), ("u".into(), "p".into()));
+        assert!(matches!(
+            parse(&[]).unwrap().credentials,
+            CredentialSource::AuthFiles
+        ));
+        let f = file("line", "u:p");
+        let err = parse(&["--creds", "u:p", "--creds-file", &f]).unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn args_debug_shows_no_secret() {
+        let cli = Cli::try_parse_from(["wyrcan", "--creds", "u:hunter2"]).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        let shown = format!("{:?}", cli.pull.options().unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
 }

@@ -30,6 +30,8 @@ use super::{tls, CredentialSource, FetchedManifest, PullOptions, RegistryError};
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 /// Upper bound of a token endpoint answer.
 const MAX_TOKEN_BYTES: u64 = 1 << 20;
+/// The `client_id` of an OAuth2 token request.
+const CLIENT_ID: &str = "wyrcan";
 /// Redirect hops followed per request (registry → CDN is one or two).
 const MAX_REDIRECTS: u32 = 10;
 
@@ -49,6 +51,9 @@ pub struct Client {
     /// Whether the registry itself is listed in `insecure`.
     pub(super) registry_insecure: bool,
     pub(super) credentials: Option<Credentials>,
+    /// Where the credentials came from or why there are none, for the
+    /// message of a refused pull (never a secret).
+    pub(super) credentials_note: Option<String>,
     pub(super) retries: u32,
     pub(super) backoff: Duration,
     /// Deadlines and the rate floor of every request.
@@ -66,7 +71,8 @@ pub struct Client {
 impl Client {
     /// A client for `reference`'s repository. Reads the `--ca` files and the
     /// system roots now, so a bad CA file fails here rather than mid-pull;
-    /// looks up credentials in the auth files unless `opts.credentials` is set.
+    /// looks up the credentials now too (running a credential helper if the
+    /// host's auth files name one: its failure is an error here).
     pub fn new(reference: &Reference, opts: &PullOptions) -> anyhow::Result<Client> {
         let registry = reference.registry().to_string();
         let api_host = reference.api_host().to_string();
@@ -75,24 +81,18 @@ impl Client {
         let (h, p) = split_host_port(&api_host);
         let api_origin = (h.to_ascii_lowercase(), p);
 
-        let credentials = match &opts.credentials {
-            CredentialSource::Given(c) => Some(c.clone()),
-            CredentialSource::Anonymous => None,
-            // A broken auth file must not stop a pull that needs no credentials.
-            CredentialSource::AuthFiles => auth::lookup(&registry).unwrap_or_else(|e| {
-                warn!("ignoring the auth files: {e:#}");
-                None
-            }),
-            CredentialSource::AuthFile(path) => match std::fs::read(path) {
-                Ok(content) => auth::parse_auth_file(&content, &registry)
-                    .map_err(anyhow::Error::from)
-                    .with_context(|| format!("reading auth file {}", path.display()))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => {
-                    return Err(anyhow::Error::from(e))
-                        .with_context(|| format!("reading auth file {}", path.display()))
-                }
+        let found = match &opts.credentials {
+            CredentialSource::Given(c) => auth::Lookup {
+                credentials: Some(c.clone()),
+                note: None,
             },
+            CredentialSource::Anonymous => auth::Lookup::default(),
+            // A broken auth file is skipped with a warning (a pull that
+            // needs no credentials must not fail for it); a failed helper
+            // is an error.
+            CredentialSource::AuthFiles => auth::lookup(&registry)
+                .with_context(|| format!("looking up the credentials for {registry}"))?,
+            CredentialSource::AuthFile(path) => auth::lookup_file(path, &registry)?,
         };
 
         let roots = tls::root_certs(&opts.ca_files, opts.system_roots)?;
@@ -114,7 +114,8 @@ impl Client {
             image: reference.to_string(),
             insecure: opts.insecure.clone(),
             registry_insecure,
-            credentials,
+            credentials: found.credentials,
+            credentials_note: found.note,
             retries: opts.retries,
             backoff: opts.backoff,
             limits,
@@ -315,11 +316,42 @@ impl Client {
     }
 
     pub(super) fn unauthorized(&self, status: u16) -> RegistryError {
+        self.unauthorized_because(status, None)
+    }
+
+    /// [`Client::unauthorized`], with what went wrong when it is known
+    /// better than "refused" (it goes before the credentials' note).
+    pub(super) fn unauthorized_because(&self, status: u16, why: Option<String>) -> RegistryError {
+        let hint = why
+            .into_iter()
+            .chain(self.credentials_note.clone())
+            .map(|n| format!("; {n}"))
+            .collect();
         RegistryError::Unauthorized {
             registry: self.registry.clone(),
             repository: self.repository.clone(),
             status,
+            hint,
         }
+    }
+
+    /// An error unless `uri` is HTTPS, or plain HTTP to a host the user
+    /// allowed with `--insecure`.
+    pub(super) fn check_scheme(&self, url: &str, uri: &Uri) -> Result<(), Failure> {
+        if uri.scheme_str() == Some("https") {
+            return Ok(());
+        }
+        let allowed = uri.scheme_str() == Some("http")
+            && uri
+                .authority()
+                .is_some_and(|a| is_insecure(&self.insecure, a.as_str()));
+        if allowed {
+            return Ok(());
+        }
+        let host = uri.authority().map_or("", |a| a.as_str());
+        Err(Failure::fatal(anyhow!(
+            "refusing {url}: not HTTPS (allow plain HTTP to this host with --insecure {host})"
+        )))
     }
 
     /// A failure for a status the caller does not handle itself.
@@ -397,18 +429,7 @@ impl Client {
             let uri: Uri = url
                 .parse()
                 .map_err(|e| Failure::fatal(anyhow!("invalid URL {url:?}: {e}")))?;
-            if uri.scheme_str() != Some("https") {
-                let allowed = uri.scheme_str() == Some("http")
-                    && uri
-                        .authority()
-                        .is_some_and(|a| is_insecure(&self.insecure, a.as_str()));
-                if !allowed {
-                    let host = uri.authority().map_or("", |a| a.as_str());
-                    return Err(Failure::fatal(anyhow!(
-                        "refusing {url}: not HTTPS (allow plain HTTP to this host with --insecure {host})"
-                    )));
-                }
-            }
+            self.check_scheme(&url, &uri)?;
             let header_value = match &auth {
                 Auth::Registry if self.is_registry(&uri) => lock(&self.auth).clone(),
                 Auth::Fixed(Some(v)) if origin(&uri) == first_origin => Some(v.to_string()),
@@ -486,10 +507,26 @@ impl Client {
                 service,
                 scope,
             }) => {
-                let token = self.fetch_token(realm, service.as_deref(), scope.as_deref())?;
+                let refresh = self.credentials.as_ref().and_then(Credentials::refresh_token);
+                let token = match refresh {
+                    Some(refresh) => {
+                        self.refresh_token(realm, service.as_deref(), scope.as_deref(), refresh)?
+                    }
+                    None => self.fetch_token(realm, service.as_deref(), scope.as_deref())?,
+                };
                 *cached = Some(format!("Bearer {token}"));
             }
             Some(Challenge::Basic) => match &self.credentials {
+                Some(c) if c.refresh_token().is_some() => {
+                    return Err(Failure::fatal(self.unauthorized_because(
+                        401,
+                        Some(format!(
+                            "the credentials are an identity token, which only a token \
+                             server takes, and {} asks for a user name and password",
+                            self.registry
+                        )),
+                    )))
+                }
                 Some(c) => *cached = Some(c.basic_header()),
                 None => return Err(Failure::fatal(self.unauthorized(401))),
             },
@@ -532,12 +569,67 @@ impl Client {
         let basic = self.credentials.as_ref().map(Credentials::basic_header);
         let deadline = self.limits.fixed();
         let sent = self.send(&url, &[], Auth::Fixed(basic.as_deref()), &deadline)?;
+        self.read_token(sent, deadline, false)
+    }
+
+    /// Trade an identity token (an OAuth2 refresh token) for an access
+    /// token, as Docker does: `POST` to the realm of a bearer challenge,
+    /// `grant_type=refresh_token&service=…&scope=…&client_id=wyrcan&refresh_token=…`.
+    pub(super) fn refresh_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+        refresh: &str,
+    ) -> Result<String, Failure> {
+        let default_scope = format!("repository:{}:pull", self.repository);
+        let mut form = vec![("grant_type", "refresh_token")];
+        if let Some(service) = service {
+            form.push(("service", service));
+        }
+        form.push(("scope", scope.unwrap_or(&default_scope)));
+        form.push(("client_id", CLIENT_ID));
+        form.push(("refresh_token", refresh));
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        let uri: Uri = realm
+            .parse()
+            .map_err(|e| Failure::fatal(anyhow!("invalid token realm {realm:?}: {e}")))?;
+        self.check_scheme(realm, &uri)?;
+        debug!("trading the identity token for an access token at {realm}");
+        let deadline = self.limits.fixed();
+        let resp = self
+            .agent_for(&uri)
+            .post(realm)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .config()
+            .timeout_global(Some(deadline.left()))
+            .build()
+            .send(body.join("&").as_bytes())
+            .map_err(|e| call_failure(self.limits, deadline, realm, e))?;
+        let sent = Sent {
+            resp,
+            url: realm.to_string(),
+        };
+        self.read_token(sent, deadline, true)
+    }
+
+    /// The token in a token endpoint's answer: `token` or `access_token`
+    /// (the OAuth2 name, first when `oauth`). An OAuth2 server refuses a
+    /// bad refresh token with 400 `invalid_grant` (RFC 6749 §5.2).
+    fn read_token(&self, sent: Sent, deadline: Deadline, oauth: bool) -> Result<String, Failure> {
         match sent.resp.status().as_u16() {
             200 => {}
-            401 | 403 => {
-                return Err(Failure::fatal(
-                    self.unauthorized(sent.resp.status().as_u16()),
-                ))
+            status if status == 401 || status == 403 || (oauth && status == 400) => {
+                let why = oauth.then(|| {
+                    format!(
+                        "the token server {} refused the identity token (log in again)",
+                        sent.url
+                    )
+                });
+                return Err(Failure::fatal(self.unauthorized_because(status, why)));
             }
             _ => return Err(self.status_failure(&sent)),
         }
@@ -555,14 +647,19 @@ impl Client {
         }
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
             Failure::fatal(anyhow!(
-                "token endpoint {} sent invalid JSON: {e}",
-                sent.url
+                "token endpoint {} sent invalid JSON ({})",
+                sent.url,
+                auth::json_problem(&e)
             ))
         })?;
-        answer
-            .token
+        let (first, second) = if oauth {
+            (answer.access_token, answer.token)
+        } else {
+            (answer.token, answer.access_token)
+        };
+        first
             .filter(|t| !t.is_empty())
-            .or(answer.access_token.filter(|t| !t.is_empty()))
+            .or(second.filter(|t| !t.is_empty()))
             .ok_or_else(|| Failure::fatal(anyhow!("token endpoint {} sent no token", sent.url)))
     }
 }

@@ -24,11 +24,13 @@
 //! [`download`] (small blobs in memory, resumable verified blob downloads),
 //! `pace` (deadlines and the rate floor), `transport` (agents, retries,
 //! failure classification, URL helpers), `tls` (trust anchors),
-//! [`auth`] (credentials files, challenges).
+//! [`auth`] (credentials files, challenges), [`helper`] (docker
+//! credential helpers).
 
 pub mod auth;
 pub mod client;
 pub mod download;
+pub mod helper;
 mod pace;
 mod tls;
 mod transport;
@@ -41,6 +43,7 @@ use wyrcan_core::manifest::Platform;
 
 pub use auth::Credentials;
 pub use client::Client;
+pub use tls::CertTime;
 
 /// Everything that says how to pull an image: registry access (insecure
 /// hosts, trust, credentials, retries), which platform, how many layers at
@@ -131,19 +134,24 @@ impl Default for PullOptions {
 /// image with systemd and a kernel (13 000), about 200 MiB of headers at worst.
 pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
 
-/// Where a pull's credentials come from.
+/// Where a pull's credentials come from. `Debug` shows no secret.
 #[derive(Debug, Clone, Default)]
 pub enum CredentialSource {
-    /// `$REGISTRY_AUTH_FILE`, the containers `auth.json`, `~/.docker/config.json`.
+    /// The host's, as docker and podman find them: `$REGISTRY_AUTH_FILE`,
+    /// the containers `auth.json`, `~/.docker/config.json`, and the
+    /// credential helpers these name (`credHelpers`, `credsStore`).
     #[default]
     AuthFiles,
+    /// This one containers-auth.json / docker config.json only (`auth`,
+    /// `username`/`password`, `identitytoken` entries; no helper is run):
+    /// `--creds-file`, or the boot environment's `/etc/wyrcan/auth.json`.
+    /// A missing file means anonymous; one that cannot be read or parsed
+    /// is an error naming it.
+    AuthFile(PathBuf),
     /// These, for the image's registry.
     Given(Credentials),
     /// None: anonymous pulls only.
     Anonymous,
-    /// Only this auth file (the boot environment's `/etc/wyrcan/auth.json`);
-    /// missing means anonymous.
-    AuthFile(PathBuf),
 }
 
 /// Check a PEM CA file before it is baked into boot media: the number of
@@ -160,7 +168,7 @@ pub fn check_ca_file(path: &std::path::Path) -> anyhow::Result<usize> {
 pub enum RegistryError {
     /// The registry answered 401/403 even after authenticating (or there
     /// was nothing to authenticate with).
-    #[error("registry {registry} refused access to {repository} ({status}): check the credentials (--creds USER:PASS or docker/podman login)")]
+    #[error("registry {registry} refused access to {repository} ({status}): check the credentials (--creds USER:PASS or docker/podman login){hint}")]
     Unauthorized {
         /// The registry as named in the image reference.
         registry: String,
@@ -168,6 +176,9 @@ pub enum RegistryError {
         repository: String,
         /// The HTTP status (401 or 403).
         status: u16,
+        /// Empty, or `; ` and where the credentials came from or why there
+        /// were none (a credential helper, an auth file), never a secret.
+        hint: String,
     },
     /// The manifest endpoint answered 404.
     #[error("image {image} not found at {registry}: check the name and tag")]
@@ -222,8 +233,13 @@ pub enum RegistryError {
         status: u16,
     },
     /// The TLS handshake failed: an unknown CA, a name mismatch, an expired
-    /// certificate. Not retried: it does not fix itself.
-    #[error("TLS with {host} failed ({detail}): trust its CA with --ca FILE, or allow it with --insecure {host}")]
+    /// certificate. Not retried: it does not fix itself. A certificate
+    /// refused only for its validity period (`clock`) is said as such,
+    /// with both times: the machine's clock is often what is wrong.
+    #[error("{}", match .clock {
+        Some(c) => c.message(host),
+        None => format!("TLS with {host} failed ({detail}): trust its CA with --ca FILE, or allow it with --insecure {host}"),
+    })]
     Tls {
         /// The URL requested.
         url: String,
@@ -231,6 +247,9 @@ pub enum RegistryError {
         host: String,
         /// What TLS said.
         detail: String,
+        /// The certificate's validity against this machine's clock, when
+        /// that is why it was refused.
+        clock: Option<CertTime>,
     },
     /// Nothing accepted the connection (refused, unreachable, timed out).
     /// Retried: a registry may be starting.
@@ -306,4 +325,48 @@ pub struct FetchedManifest {
     pub content_type: Option<String>,
     /// sha256 of `body`.
     pub digest: Digest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_debug_shows_no_secret() {
+        for credentials in [
+            CredentialSource::Given(Credentials {
+                username: "alice".into(),
+                password: "hunter2-secret".into(),
+            }),
+            CredentialSource::Given(Credentials::identity_token("hunter2-secret")),
+        ] {
+            let opts = PullOptions {
+                credentials,
+                ..PullOptions::default()
+            };
+            let shown = format!("{opts:?} {opts:#?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        let opts = PullOptions {
+            credentials: CredentialSource::AuthFile("/etc/wyrcan/auth.json".into()),
+            ..PullOptions::default()
+        };
+        assert!(format!("{opts:?}").contains("AuthFile(\"/etc/wyrcan/auth.json\")"));
+    }
+
+    #[test]
+    fn unauthorized_hint() {
+        let e = RegistryError::Unauthorized {
+            registry: "r.io".into(),
+            repository: "a/b".into(),
+            status: 401,
+            hint: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry r.io refused access to a/b (401): check the credentials \
+             (--creds USER:PASS or docker/podman login)"
+        );
+    }
 }

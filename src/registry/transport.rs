@@ -53,6 +53,7 @@ impl Failure {
                 url: url.to_string(),
                 host: authority(),
                 detail: source.to_string(),
+                clock: super::tls::cert_time(&source),
             });
         }
         match classify(&source) {

@@ -12,6 +12,7 @@ pub mod ipconfig;
 pub mod kernel;
 pub mod manifest;
 pub mod modules;
+pub mod proxy;
 pub mod reference;
 pub mod tar;
 pub mod tree;

@@ -241,6 +241,7 @@ fn opts(server: &DripServer) -> PullOptions {
         insecure: vec![server.authority()],
         system_roots: false,
         credentials: CredentialSource::Anonymous,
+        proxy_env: false,
         retries: 2,
         backoff: Duration::from_millis(1),
         min_rate: 1 << 10,

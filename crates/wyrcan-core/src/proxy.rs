@@ -519,14 +519,14 @@ impl fmt::Debug for NoProxy {
 
 /// A proxy variable of the environment that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{var}={value}: {source} (fix or unset the variable)")]
+#[error("{var}={value}: {problem} (fix or unset the variable)")]
 pub struct EnvError {
     /// The variable.
     pub var: &'static str,
     /// Its value, password masked.
     pub value: String,
     /// What is wrong with it.
-    pub source: ProxyError,
+    pub problem: ProxyError,
 }
 
 /// The variables that name the proxy of `https://` URLs, in order.
@@ -575,10 +575,10 @@ impl ProxyConfig {
             };
             ProxyUrl::parse(&value)
                 .map(Some)
-                .map_err(|source| EnvError {
+                .map_err(|problem| EnvError {
                     var,
                     value: mask(&value),
-                    source,
+                    problem,
                 })
         };
         let (http, https) = match explicit {

@@ -27,10 +27,10 @@ pub struct PullArgs {
     /// Registry credentials; otherwise docker/podman auth files are read.
     #[arg(long, value_name = "USER:PASS")]
     pub creds: Option<String>,
-    /// Send requests through this HTTP proxy (HTTPS tunnelled with CONNECT)
-    /// [default: $HTTPS_PROXY / $HTTP_PROXY / $ALL_PROXY]. Loopback hosts
-    /// always go direct.
-    #[arg(long, value_name = "http://[USER:PASS@]HOST:PORT")]
+    /// Send requests through this HTTP proxy, http://[USER:PASS@]HOST:PORT
+    /// (HTTPS tunnelled with CONNECT) [default: $HTTPS_PROXY / $HTTP_PROXY /
+    /// $ALL_PROXY]. Loopback hosts always go direct.
+    #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
     /// Hosts that go direct, comma-separated, like NO_PROXY (merged with
     /// it): HOST, .DOMAIN, IP, CIDR (10.0.0.0/8), * ; each optionally :PORT.

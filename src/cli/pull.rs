@@ -8,6 +8,7 @@ use std::str::FromStr;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use wyrcan_core::manifest::Platform;
+use wyrcan_core::proxy::{self, NoProxy, ProxyUrl};
 use wyrcan_core::reference::Reference;
 
 use crate::pull::{CredentialSource, PullOptions};
@@ -35,6 +36,15 @@ pub struct PullArgs {
     /// `identitytoken` entries; credential helpers are not run).
     #[arg(long, value_name = "FILE")]
     pub creds_file: Option<PathBuf>,
+    /// Send requests through this HTTP proxy, http://[USER:PASS@]HOST:PORT
+    /// (HTTPS tunnelled with CONNECT) [default: $HTTPS_PROXY / $HTTP_PROXY /
+    /// $ALL_PROXY]. Loopback hosts always go direct.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Hosts that go direct, comma-separated, like NO_PROXY (merged with
+    /// it): HOST, .DOMAIN, IP, CIDR (10.0.0.0/8), * ; each optionally :PORT.
+    #[arg(long, value_name = "LIST")]
+    pub no_proxy: Vec<String>,
     /// Layers to download at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
@@ -69,10 +79,29 @@ impl PullArgs {
             })?),
             None => None,
         };
+        // Checked here to name the flag; the password never shows.
+        let proxy = match &self.proxy {
+            Some(p) => {
+                Some(ProxyUrl::parse(p).map_err(|e| anyhow!("--proxy {}: {e}", proxy::mask(p)))?)
+            }
+            None => None,
+        };
+        let no_proxy: Vec<String> = self
+            .no_proxy
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect();
+        NoProxy::parse(no_proxy.iter().map(String::as_str))
+            .map_err(|e| anyhow!("--no-proxy: {e}"))?;
         Ok(PullOptions {
             insecure: self.insecure.clone(),
             ca_files: self.ca.clone(),
             credentials,
+            proxy,
+            no_proxy,
             platform,
             jobs: self.jobs,
             tmpdir: self.tmpdir.clone(),

@@ -1,7 +1,7 @@
 //! The boot configuration: the cmdline's settings if they name an image,
 //! else the ones stored in EFI NVRAM; validated as a whole (reference,
-//! `ip=`, `nameserver=`, insecure hosts) right where they are read, so a
-//! typo is reported before any module loads or the network comes up.
+//! `ip=`, `nameserver=`, insecure hosts, proxy) right where they are read,
+//! so a typo is reported before any module loads or the network comes up.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use wyrcan_core::cmdline::{EfiAction, WyrcanArgs};
 use wyrcan_core::efivar::{self, StoredConfig};
 use wyrcan_core::ipconfig::{self, IpConfig};
+use wyrcan_core::proxy::{self, ProxyUrl};
 use wyrcan_core::reference::Reference;
 use wyrcan_core::site::SiteConfig;
 
@@ -59,12 +60,14 @@ pub struct BootConfig {
 }
 
 /// The pull options of the boot environment: no auth files, the bundled
-/// and shipped CA roots, scratch space in `/tmp` (RAM).
+/// and shipped CA roots, scratch space in `/tmp` (RAM), no proxy variables
+/// (PID 1's environment is the kernel's; `wyrcan.proxy=` is the way).
 pub fn pull_options(insecure: &[String]) -> PullOptions {
     PullOptions {
         insecure: insecure.to_vec(),
         credentials: CredentialSource::Anonymous,
         tmpdir: Some("/tmp".into()),
+        proxy_env: false,
         ..PullOptions::default()
     }
 }
@@ -102,12 +105,20 @@ pub fn validate(
             bail!("wyrcan.insecure={host:?}: expected HOST[:PORT], e.g. 10.0.0.5:5000{from}");
         }
     }
+    let proxy = match &args.proxy {
+        Some(p) => Some(
+            ProxyUrl::parse(p)
+                .map_err(|e| anyhow!("wyrcan.proxy={}: {e}{from}", proxy::mask(p)))?,
+        ),
+        None => None,
+    };
     Ok(Some(BootConfig {
         image,
         args: args.args.clone(),
         net: NetConfig { ip, nameservers },
         pull: PullOptions {
             insecure: args.insecure.clone(),
+            proxy,
             ..pull.clone()
         },
         efi: args.efi,
@@ -117,7 +128,8 @@ pub fn validate(
 }
 
 /// The stored configuration, if efivarfs is mounted at `dir` and holds one;
-/// the boot at hand keeps its own `wyrcan.efi`, `debug` and consoles.
+/// the boot at hand keeps its own `wyrcan.efi`, `debug`, consoles and
+/// `wyrcan.proxy` (the proxy is not stored).
 pub fn from_efi(
     sys: &dyn Sys,
     dir: &Path,
@@ -143,6 +155,7 @@ pub fn from_efi(
     merged.debug |= cmdline.debug;
     merged.console = cmdline.console.clone();
     merged.efi = cmdline.efi;
+    merged.proxy = cmdline.proxy.clone();
     validate(&with_defaults(&merged, site), Source::Efi, pull)
 }
 
@@ -175,12 +188,16 @@ pub fn site(sys: &dyn Sys, pull: &mut PullOptions) -> Result<Option<WyrcanArgs>>
             "no registry credentials"
         }
     );
+    if !site.no_proxy.is_empty() {
+        pull.no_proxy.clone_from(&site.no_proxy);
+    }
     Ok(Some(WyrcanArgs {
         img: site.image,
         args: site.args,
         insecure: site.insecure,
         ip: site.ip,
         nameservers: site.nameservers,
+        proxy: site.proxy,
         ..WyrcanArgs::default()
     }))
 }
@@ -200,6 +217,9 @@ pub fn with_defaults(args: &WyrcanArgs, site: Option<&WyrcanArgs>) -> WyrcanArgs
     }
     if out.nameservers.is_empty() {
         out.nameservers.clone_from(&site.nameservers);
+    }
+    if out.proxy.is_none() {
+        out.proxy.clone_from(&site.proxy);
     }
     for i in &site.insecure {
         if !out.insecure.contains(i) {
@@ -252,11 +272,44 @@ mod tests {
                 "wyrcan.img=x wyrcan.insecure=http://h",
                 "wyrcan.insecure=\"http://h\"",
             ),
+            (
+                "wyrcan.img=x wyrcan.proxy=https://me:hunter2@p.lan:3128",
+                "wyrcan.proxy=https://me:***@p.lan:3128: only http:// proxies",
+            ),
+            (
+                "wyrcan.img=x wyr.proxy=http://me:hunter2@p.lan:99999",
+                "wyrcan.proxy=http://me:***@p.lan:99999: \"99999\" is not a port",
+            ),
         ] {
             let e = validate(&args(cmdline), Source::Cmdline, &p).unwrap_err();
             assert!(e.to_string().starts_with(want), "{cmdline}: {e}");
         }
         let e = validate(&args("wyrcan.img=Bad//Ref"), Source::Efi, &p).unwrap_err();
         assert!(e.to_string().contains("wyrcan.efi=clear"), "{e}");
+    }
+
+    #[test]
+    fn the_proxy_reaches_the_pull_options_masked() {
+        let p = pull_options(&[]);
+        assert!(!p.proxy_env, "PID 1 reads no proxy variables");
+        let c = validate(
+            &args("wyrcan.img=reg.lan/os:1 wyrcan.proxy=http://me:hunter2@p.lan:3128"),
+            Source::Cmdline,
+            &p,
+        )
+        .unwrap()
+        .unwrap();
+        let proxy = c.pull.proxy.as_ref().unwrap();
+        assert_eq!((proxy.host(), proxy.port()), ("p.lan", 3128));
+        assert_eq!(proxy.password(), Some("hunter2"));
+        assert!(!c.pull.proxy_env);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("http://me:***@p.lan:3128"), "{shown}");
+        // Without wyrcan.proxy: none.
+        let c = validate(&args("wyrcan.img=reg.lan/os:1"), Source::Cmdline, &p)
+            .unwrap()
+            .unwrap();
+        assert!(c.pull.proxy.is_none());
     }
 }

@@ -240,6 +240,7 @@ fn a_bad_image_or_ip_is_reported_before_the_network() {
     for cmdline in [
         &b"wyrcan.img=Bad//Ref"[..],
         b"wyrcan.img=x ip=10.0.0.300::::::none",
+        b"wyrcan.img=x wyrcan.proxy=https://me:hunter2@proxy.lan:3128",
     ] {
         let sys = machine(cmdline);
         let term = FakeTerm::default();
@@ -252,6 +253,7 @@ fn a_bad_image_or_ip_is_reported_before_the_network() {
             "{calls:?}"
         );
         assert!(term.text().contains("boot failed: "), "{}", term.text());
+        assert!(!term.text().contains("hunter2"), "{}", term.text());
         assert_eq!(calls.last().unwrap(), "power Restart");
     }
 }

@@ -106,6 +106,7 @@ mod tests {
             insecure: vec![format!("127.0.0.1:{port}")],
             system_roots: false,
             credentials: CredentialSource::Anonymous,
+            proxy_env: false,
             retries: 1,
             backoff: std::time::Duration::from_millis(1),
             ..PullOptions::default()

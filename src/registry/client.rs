@@ -1,8 +1,9 @@
 //! Requests to one repository of one registry: the scheme of an insecure
 //! registry, redirects (each hop with its own TLS policy; the registry's
 //! `Authorization` never leaves the registry), auth challenges (bearer
-//! tokens, basic), manifests verified in memory. Every request carries a
-//! deadline (`pace`).
+//! tokens, basic), manifests verified in memory, the route of each request
+//! (direct or through a proxy, per URL). Every request carries a deadline
+//! (`pace`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,14 +15,15 @@ use ureq::tls::TlsConfig;
 use ureq::{Agent, Body};
 use wyrcan_core::digest::Digest;
 use wyrcan_core::manifest::MANIFEST_ACCEPT;
+use wyrcan_core::proxy::ProxyConfig;
 use wyrcan_core::reference::Reference;
 
 use super::auth::{self, Challenge, Credentials};
-use super::pace::{call_failure, Deadline, Limits, Pace};
+use super::pace::{Deadline, Limits, Pace};
 use super::transport::{
-    backoff_delay, default_port, is_insecure, is_loopback, location_is_https, lock, origin,
-    percent_encode, read_limited, resolve_location, retry_after, split_host_port, with_what,
-    Agents, Auth, Failure, Sent, MAX_BACKOFF,
+    backoff_delay, default_port, forward_agent, is_insecure, location_is_https, lock, origin,
+    percent_encode, proxy_config, proxy_refused, read_limited, resolve_location, retry_after,
+    split_host_port, with_what, Agents, Auth, Failure, Route, Sent, MAX_BACKOFF,
 };
 use super::{tls, CredentialSource, FetchedManifest, PullOptions, RegistryError};
 
@@ -34,6 +36,14 @@ const MAX_TOKEN_BYTES: u64 = 1 << 20;
 const CLIENT_ID: &str = "wyrcan";
 /// Redirect hops followed per request (registry → CDN is one or two).
 const MAX_REDIRECTS: u32 = 10;
+
+/// Whether an error is the proxy's (it could not be reached, or refused).
+fn is_proxy_error(err: &anyhow::Error) -> bool {
+    matches!(
+        RegistryError::find(err),
+        Some(RegistryError::ProxyConnect { .. } | RegistryError::ProxyRefused { .. })
+    )
+}
 
 /// A client for one repository of one registry. `Send + Sync`: share it by
 /// reference (or `Arc`) between download threads.
@@ -62,6 +72,10 @@ pub struct Client {
     pub(super) verified: Agents,
     /// Skips TLS verification; used only for hosts listed in `insecure`.
     pub(super) unverified: Agents,
+    /// Which URLs go through which proxy.
+    pub(super) proxies: ProxyConfig,
+    /// Plain `http://` requests through the HTTP proxy, in absolute form.
+    pub(super) forward: Option<Agent>,
     /// `http` or `https` for an insecure registry, found by the first request.
     pub(super) scheme: Mutex<Option<&'static str>>,
     /// The `Authorization` value for the registry, once a challenge was met.
@@ -97,11 +111,25 @@ impl Client {
 
         let roots = tls::root_certs(&opts.ca_files, opts.system_roots)?;
         let limits = Limits::new(opts);
-        let verified = Agents::new(TlsConfig::builder().root_certs(roots).build(), &limits);
+        let proxies = proxy_config(opts)?;
+        if !proxies.is_empty() {
+            debug!("proxies: {proxies}");
+        }
+        let https_proxy = proxies.https.as_ref();
+        let verified = Agents::new(
+            TlsConfig::builder().root_certs(roots).build(),
+            &limits,
+            https_proxy,
+        )?;
         let unverified = Agents::new(
             TlsConfig::builder().disable_verification(true).build(),
             &limits,
-        );
+            https_proxy,
+        )?;
+        let forward = match &proxies.http {
+            Some(p) => Some(forward_agent(p, &limits)?),
+            None => None,
+        };
         if registry_insecure {
             warn!("registry {registry} is insecure: plain HTTP or unverified TLS (image digests are still verified)");
         }
@@ -121,6 +149,8 @@ impl Client {
             limits,
             verified,
             unverified,
+            proxies,
+            forward,
             scheme: Mutex::new(None),
             auth: Mutex::new(None),
         })
@@ -263,14 +293,16 @@ impl Client {
     pub(super) fn probe_scheme(&self) -> Result<&'static str, Failure> {
         let http_url = format!("http://{}/v2/", self.api_host);
         let probe = |url: &str| {
-            self.agent_for_url(url)
+            let route = self.route_url(url);
+            route
                 .get(url)
                 .config()
                 .timeout_global(Some(self.limits.fixed))
                 .build()
                 .call()
+                .map_err(|e| (route, e))
         };
-        let http_err = match probe(&http_url) {
+        let mut http_err = match probe(&http_url) {
             // `http://` redirected to `https://`: the server wants TLS.
             Ok(r) if r.status().is_redirection() && location_is_https(&r) => None,
             Ok(r) if r.status().as_u16() != 400 => {
@@ -278,8 +310,12 @@ impl Client {
                 return Ok("http");
             }
             Ok(_) => None,
-            Err(e) => Some(e),
+            Err((route, e)) => Some(route.failure(self.limits, self.limits.fixed(), &http_url, e)),
         };
+        // The proxy failed, not the registry: HTTPS would not fare better.
+        if let Some(f) = http_err.take_if(|f| is_proxy_error(&f.err)) {
+            return Err(f);
+        }
         let https_url = format!("https://{}/v2/", self.api_host);
         match probe(&https_url) {
             Ok(_) => {
@@ -288,7 +324,7 @@ impl Client {
             }
             // Something answered HTTP (if only with 400): keep to it.
             Err(_) if http_err.is_none() => Ok("http"),
-            Err(e) => Err(Failure::transport(&https_url, e)),
+            Err((route, e)) => Err(route.failure(self.limits, self.limits.fixed(), &https_url, e)),
         }
     }
 
@@ -370,8 +406,16 @@ impl Client {
         // hands out a fresh one on the next attempt.
         let transient = matches!(status, 408 | 429 | 500..=599)
             || (!from_registry && matches!(status, 401 | 403));
+        let err = match (&sent.via, status) {
+            // A plain-HTTP request through a proxy: the gateway errors may
+            // be the proxy's own.
+            (Some(p), 502..=504) => anyhow::Error::from(err).context(format!(
+                "through proxy {p} (if the registry is up, check that the proxy can reach it)"
+            )),
+            _ => err.into(),
+        };
         Failure {
-            err: err.into(),
+            err,
             transient,
             retry_after: retry_after(&sent.resp),
         }
@@ -384,9 +428,10 @@ impl Client {
             .is_some_and(|(h, p)| h == *host && p == port.unwrap_or_else(|| default_port(uri)))
     }
 
-    /// The agent for `uri`: unverified TLS only for hosts the user listed,
-    /// no proxy for loopback hosts.
-    pub(super) fn agent_for(&self, uri: &Uri) -> &Agent {
+    /// How a request to `uri` goes: unverified TLS only for hosts the user
+    /// listed; through the proxy `wyrcan_core::proxy` picks for its scheme
+    /// and host (none for loopback and `NO_PROXY` hosts), else direct.
+    pub(super) fn route(&self, uri: &Uri) -> Route<'_> {
         let listed = uri
             .authority()
             .is_some_and(|a| is_insecure(&self.insecure, a.as_str()));
@@ -395,17 +440,20 @@ impl Client {
         } else {
             &self.verified
         };
-        if uri.host().is_some_and(is_loopback) {
-            &agents.direct
-        } else {
-            &agents.proxied
+        let scheme = uri.scheme_str().unwrap_or("");
+        let proxy =
+            origin(uri).and_then(|(host, port)| self.proxies.proxy_for(scheme, &host, port));
+        match (proxy, scheme, &agents.tunnel, &self.forward) {
+            (Some(p), "https", Some(tunnel), _) => Route::Tunnel(tunnel, p),
+            (Some(p), "http", _, Some(forward)) => Route::Forward(forward, p),
+            _ => Route::Direct(&agents.direct),
         }
     }
 
-    pub(super) fn agent_for_url(&self, url: &str) -> &Agent {
+    pub(super) fn route_url(&self, url: &str) -> Route<'_> {
         match url.parse::<Uri>() {
-            Ok(uri) => self.agent_for(&uri),
-            Err(_) => &self.verified.proxied,
+            Ok(uri) => self.route(&uri),
+            Err(_) => Route::Direct(&self.verified.direct),
         }
     }
 
@@ -435,7 +483,11 @@ impl Client {
                 Auth::Fixed(Some(v)) if origin(&uri) == first_origin => Some(v.to_string()),
                 _ => None,
             };
-            let mut req = self.agent_for(&uri).get(&url);
+            let route = self.route(&uri);
+            if let Some(p) = route.proxy() {
+                debug!("GET {url} through proxy {p}");
+            }
+            let mut req = route.get(&url);
             for (k, v) in headers {
                 req = req.header(*k, v);
             }
@@ -447,8 +499,11 @@ impl Client {
                 .timeout_global(Some(deadline.left()))
                 .build()
                 .call()
-                .map_err(|e| call_failure(self.limits, *deadline, &url, e))?;
+                .map_err(|e| route.failure(self.limits, *deadline, &url, e))?;
             let status = resp.status().as_u16();
+            if let (Route::Forward(_, p), 407) = (route, status) {
+                return Err(proxy_refused(p, &url, status));
+            }
 
             if status == 401 && matches!(auth, Auth::Registry) && self.is_registry(&uri) {
                 if authenticated {
@@ -473,7 +528,11 @@ impl Client {
                     continue;
                 }
             }
-            return Ok(Sent { resp, url });
+            let via = match route {
+                Route::Forward(_, p) => Some(p.to_string()),
+                Route::Direct(_) | Route::Tunnel(..) => None,
+            };
+            return Ok(Sent { resp, url, via });
         }
     }
 
@@ -600,18 +659,23 @@ impl Client {
         self.check_scheme(realm, &uri)?;
         debug!("trading the identity token for an access token at {realm}");
         let deadline = self.limits.fixed();
-        let resp = self
-            .agent_for(&uri)
+        let route = self.route(&uri);
+        let resp = route
             .post(realm)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .config()
             .timeout_global(Some(deadline.left()))
             .build()
             .send(body.join("&").as_bytes())
-            .map_err(|e| call_failure(self.limits, deadline, realm, e))?;
+            .map_err(|e| route.failure(self.limits, deadline, realm, e))?;
+        let via = match route {
+            Route::Forward(_, p) => Some(p.to_string()),
+            _ => None,
+        };
         let sent = Sent {
             resp,
             url: realm.to_string(),
+            via,
         };
         self.read_token(sent, deadline, true)
     }

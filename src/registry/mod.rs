@@ -40,15 +40,17 @@ use std::time::Duration;
 
 use wyrcan_core::digest::Digest;
 use wyrcan_core::manifest::Platform;
+pub use wyrcan_core::proxy::ProxyUrl;
 
 pub use auth::Credentials;
 pub use client::Client;
 pub use tls::CertTime;
 
 /// Everything that says how to pull an image: registry access (insecure
-/// hosts, trust, credentials, retries), which platform, how many layers at
-/// once, where layers wait. The one options type of a pull: the CLI builds
-/// it from flags, PID 1 from its boot configuration.
+/// hosts, trust, credentials, proxy, retries), which platform, how many
+/// layers at once, where layers wait. The one options type of a pull: the
+/// CLI builds it from flags, PID 1 from its boot configuration. `Debug`
+/// masks the proxy's password ([`ProxyUrl`] does).
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     /// Registries (`HOST` or `HOST:PORT`) for which plain HTTP and unverified
@@ -62,6 +64,18 @@ pub struct PullOptions {
     pub system_roots: bool,
     /// Where credentials come from.
     pub credentials: CredentialSource,
+    /// The HTTP proxy of every request, both schemes (`--proxy`,
+    /// `wyrcan.proxy=`). Without it, hosts read the environment's (see
+    /// `proxy_env`). Loopback hosts always go direct.
+    pub proxy: Option<ProxyUrl>,
+    /// Hosts that go direct, one `NO_PROXY` entry each (`--no-proxy`):
+    /// `host`, `.domain`, an IP, a CIDR like `10.0.0.0/8`, `*`, each
+    /// optionally with `:port` (see `wyrcan_core::proxy`).
+    pub no_proxy: Vec<String>,
+    /// Whether `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`
+    /// (lowercase too) count, as curl and Docker read them: on hosts, not
+    /// in PID 1 (whose environment means nothing) nor in hermetic tests.
+    pub proxy_env: bool,
     /// Platform to pick from an index; the running machine's by default.
     pub platform: Option<Platform>,
     /// Layers downloading at once.
@@ -115,6 +129,9 @@ impl Default for PullOptions {
             ca_files: Vec::new(),
             system_roots: true,
             credentials: CredentialSource::AuthFiles,
+            proxy: None,
+            no_proxy: Vec::new(),
+            proxy_env: true,
             platform: None,
             jobs: 4,
             tmpdir: None,
@@ -262,6 +279,33 @@ pub enum RegistryError {
         /// What the connection attempt said.
         detail: String,
     },
+    /// The proxy could not be reached: refused, unreachable, no answer, or
+    /// its name does not resolve. Retried (except the name): a proxy may be
+    /// starting.
+    #[error("cannot connect to proxy {proxy} ({detail}): check that a proxy runs there and that its address and port are right (--proxy, wyrcan.proxy=, or HTTPS_PROXY/HTTP_PROXY)")]
+    ProxyConnect {
+        /// The proxy, password masked.
+        proxy: String,
+        /// The URL requested through it.
+        url: String,
+        /// What the connection attempt said.
+        detail: String,
+    },
+    /// The proxy refused the request: 407 (credentials), 403 (not allowed),
+    /// 5xx (it could not reach the registry; retried).
+    #[error("proxy {proxy} refused {target} (HTTP {status}): {hint}")]
+    ProxyRefused {
+        /// The proxy, password masked.
+        proxy: String,
+        /// The URL requested through it.
+        url: String,
+        /// The `host[:port]` the request was for.
+        target: String,
+        /// The proxy's status.
+        status: u16,
+        /// What to check.
+        hint: String,
+    },
     /// The host name has no address. Not retried: it does not fix itself.
     #[error("cannot resolve {host} ({detail}): check the name, and the DNS server (nameserver= on the boot cmdline, /etc/resolv.conf on a host)")]
     Resolve {
@@ -302,7 +346,8 @@ impl RegistryError {
 }
 
 /// Whether trying the whole operation again later may help: connection
-/// failures and server errors, not "not found" or "access refused", nor a
+/// failures (to the registry or the proxy) and server errors (the proxy's
+/// 5xx too), not "not found" or "access refused", nor a
 /// registry that stayed too slow through every retry
 /// ([`RegistryError::Stalled`]: a boot must end in an error within minutes).
 pub fn worth_retrying(err: &anyhow::Error) -> bool {
@@ -312,6 +357,11 @@ pub fn worth_retrying(err: &anyhow::Error) -> bool {
             RegistryError::Transport { .. }
                 | RegistryError::Status { .. }
                 | RegistryError::Connect { .. }
+                | RegistryError::ProxyConnect { .. }
+                | RegistryError::ProxyRefused {
+                    status: 500..=599,
+                    ..
+                }
         )
     )
 }

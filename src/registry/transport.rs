@@ -1,17 +1,39 @@
-//! What every request shares: the agents (one per TLS policy, proxied or
-//! direct), how a failed attempt is classified (transient or not, and what
-//! to tell the user), and the small URL and header helpers.
+//! What every request shares: the agents (one per TLS policy, direct or
+//! through a proxy), how a request reaches its URL ([`Route`]), how a
+//! failed attempt is classified (transient or not, and what to tell the
+//! user), and the small URL and header helpers.
+//!
+//! Proxies: which proxy a URL goes through is `wyrcan_core::proxy`'s
+//! decision, made per request URL (each redirect hop again). An `https://`
+//! URL goes through a `CONNECT` tunnel (ureq's own, which sends
+//! `Proxy-Authorization` from the proxy URL's user and password); a plain
+//! `http://` URL is sent to the proxy in absolute form (`GET http://host/path`,
+//! what curl and Go do, and what proxies that allow `CONNECT` only to port
+//! 443 accept). ureq writes only origin-form requests, so the absolute form
+//! is a small [`Transport`] wrapper of ours on a connection to the proxy
+//! (ureq's `unversioned` connector API, outside its semver promise: a ureq
+//! update may need this adjusted; `tests/proxy.rs` would say so).
 
 use std::io::Read as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use anyhow::anyhow;
+use base64::Engine as _;
+use tracing::warn;
+use ureq::config::Config;
 use ureq::http::{Response, Uri};
 use ureq::tls::TlsConfig;
-use ureq::{Agent, Body};
+use ureq::typestate::WithoutBody;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, NextTimeout, TcpConnector, Transport,
+};
+use ureq::{Agent, Body, RequestBuilder};
+use wyrcan_core::proxy::{NoProxy, ProxyConfig, ProxyUrl};
 
-use super::pace::{Limits, Pace};
-use super::RegistryError;
+use super::pace::{call_failure, Deadline, Limits, Pace};
+use super::{PullOptions, RegistryError};
 
 /// Longest wait between two attempts.
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -147,6 +169,10 @@ pub(super) enum Auth<'a> {
 pub(super) struct Sent {
     pub(super) resp: Response<Body>,
     pub(super) url: String,
+    /// The proxy that forwarded it (a plain-HTTP request), password
+    /// masked: a gateway error may be the proxy's own. (Through a `CONNECT`
+    /// tunnel every status is the server's.)
+    pub(super) via: Option<String>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -155,36 +181,338 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One TLS policy, through the environment's proxy (`HTTPS_PROXY`, …,
-/// honouring `NO_PROXY`) or direct. Loopback hosts always go direct: a proxy
-/// cannot reach our loopback (Go's net/http, hence docker and podman, make
-/// the same exception).
+/// The proxy settings of a pull: `opts.proxy` for both schemes, else (when
+/// `opts.proxy_env`, on hosts) `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`
+/// (lowercase too); `opts.no_proxy` and (on hosts) `NO_PROXY` merged.
+pub(super) fn proxy_config(opts: &PullOptions) -> anyhow::Result<ProxyConfig> {
+    let no_proxy = NoProxy::parse(opts.no_proxy.iter().map(String::as_str))?;
+    if !opts.proxy_env {
+        return Ok(ProxyConfig::explicit(opts.proxy.clone(), no_proxy));
+    }
+    let (config, skipped) =
+        ProxyConfig::with_env(opts.proxy.clone(), no_proxy, |var| std::env::var(var).ok())?;
+    for e in skipped {
+        warn!("ignoring NO_PROXY's {e}");
+    }
+    Ok(config)
+}
+
+/// One TLS policy: direct, and through the HTTPS proxy's `CONNECT` tunnel
+/// when there is one.
 pub(super) struct Agents {
-    pub(super) proxied: Agent,
     pub(super) direct: Agent,
+    pub(super) tunnel: Option<Agent>,
 }
 
 impl Agents {
-    pub(super) fn new(tls: TlsConfig, limits: &Limits) -> Self {
-        Agents {
-            proxied: new_agent(tls.clone(), ureq::Proxy::try_from_env(), limits),
-            direct: new_agent(tls, None, limits),
-        }
+    pub(super) fn new(
+        tls: TlsConfig,
+        limits: &Limits,
+        https_proxy: Option<&ProxyUrl>,
+    ) -> anyhow::Result<Self> {
+        let tunnel = match https_proxy {
+            Some(p) => Some(agent_config(tls.clone(), Some(ureq_proxy(p)?), limits).new_agent()),
+            None => None,
+        };
+        Ok(Agents {
+            direct: agent_config(tls, None, limits).new_agent(),
+            tunnel,
+        })
     }
 }
 
-/// `localhost` or a loopback address (`Uri::host` keeps IPv6 brackets).
-pub(super) fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// ureq's `CONNECT` proxy for `p`: ureq sends `Proxy-Authorization: Basic`
+/// with the user and password on every `CONNECT`.
+fn ureq_proxy(p: &ProxyUrl) -> anyhow::Result<ureq::Proxy> {
+    let mut b = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
+        .host(p.host())
+        .port(p.port());
+    if p.has_credentials() {
+        b = b.username(p.user().unwrap_or(""));
+    }
+    if let Some(pass) = p.password() {
+        b = b.password(pass);
+    }
+    // ureq's message for a bad proxy never quotes it.
+    b.build().map_err(|e| anyhow!("proxy {p}: {e}"))
 }
 
-/// An agent with our timeouts and user agent, that hands every status and
-/// redirect back to us. Each request adds its own deadline (`pace`).
-pub(super) fn new_agent(tls: TlsConfig, proxy: Option<ureq::Proxy>, limits: &Limits) -> Agent {
+/// How one request reaches its URL.
+#[derive(Clone, Copy)]
+pub(super) enum Route<'a> {
+    /// Straight to the server.
+    Direct(&'a Agent),
+    /// An `https://` URL through the proxy's `CONNECT` tunnel.
+    Tunnel(&'a Agent, &'a ProxyUrl),
+    /// An `http://` URL sent to the proxy in absolute form.
+    Forward(&'a Agent, &'a ProxyUrl),
+}
+
+impl<'a> Route<'a> {
+    /// The proxy on the way, if any.
+    pub(super) fn proxy(&self) -> Option<&'a ProxyUrl> {
+        match *self {
+            Route::Direct(_) => None,
+            Route::Tunnel(_, p) | Route::Forward(_, p) => Some(p),
+        }
+    }
+
+    /// A GET of `url` along this route.
+    pub(super) fn get(&self, url: &str) -> RequestBuilder<WithoutBody> {
+        match *self {
+            Route::Direct(a) | Route::Tunnel(a, _) => a.get(url),
+            // The tunnel authenticates in its CONNECT; a forwarded request
+            // carries the credentials itself.
+            Route::Forward(a, p) => match p.basic_credentials() {
+                Some(c) => a.get(url).header(
+                    "Proxy-Authorization",
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(c)
+                    ),
+                ),
+                None => a.get(url),
+            },
+        }
+    }
+
+    /// A POST to `url` along this route (the OAuth2 token exchange).
+    pub(super) fn post(&self, url: &str) -> RequestBuilder<ureq::typestate::WithBody> {
+        match *self {
+            Route::Direct(a) | Route::Tunnel(a, _) => a.post(url),
+            Route::Forward(a, p) => match p.basic_credentials() {
+                Some(c) => a.post(url).header(
+                    "Proxy-Authorization",
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(c)
+                    ),
+                ),
+                None => a.post(url),
+            },
+        }
+    }
+
+    /// The failure of a request along this route before any body byte:
+    /// the proxy's own ([`proxy_failure`]) when it is one, else as
+    /// [`call_failure`] says.
+    pub(super) fn failure(
+        &self,
+        limits: Limits,
+        deadline: Deadline,
+        url: &str,
+        e: ureq::Error,
+    ) -> Failure {
+        let e = match self.proxy() {
+            Some(p) => match proxy_failure(p, url, e) {
+                Ok(f) => return f,
+                Err(e) => e,
+            },
+            None => e,
+        };
+        call_failure(limits, deadline, url, e)
+    }
+}
+
+/// The `host[:port]` of a URL, for messages.
+fn authority_of(url: &str) -> String {
+    url.parse::<Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// The failure of a request through `proxy`, when it is the proxy's: it
+/// could not be resolved or reached (every connection of a proxied request
+/// goes to the proxy), or it refused the `CONNECT`. Anything else (TLS with
+/// the registry, a reset mid-answer) comes back to be classified as usual.
+pub(super) fn proxy_failure(
+    proxy: &ProxyUrl,
+    url: &str,
+    e: ureq::Error,
+) -> Result<Failure, ureq::Error> {
+    let connect = |detail: String| RegistryError::ProxyConnect {
+        proxy: proxy.to_string(),
+        url: url.to_string(),
+        detail,
+    };
+    if let ureq::Error::ConnectProxyFailed(reason) = &e {
+        // ureq says "proxy server responded 407/Proxy Authentication
+        // Required" or "proxy server did not respond".
+        let status = reason
+            .strip_prefix("proxy server responded ")
+            .and_then(|r| r.split('/').next())
+            .and_then(|s| s.trim().parse::<u16>().ok());
+        return Ok(match status {
+            Some(status) => proxy_refused(proxy, url, status),
+            None => Failure::transient(connect(reason.clone())),
+        });
+    }
+    match (classify(&e), &e) {
+        (Kind::NoSuchHost, _) => Ok(Failure::fatal(connect(format!(
+            "its host name does not resolve: {e}"
+        )))),
+        (Kind::NoConnection, _) => Ok(Failure::transient(connect(e.to_string()))),
+        (_, ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect)) => Ok(
+            Failure::transient(connect(format!("no answer in time: {e}"))),
+        ),
+        _ => Err(e),
+    }
+}
+
+/// A proxy's refusal (`status` of its `CONNECT`, or a 407 to a forwarded
+/// request): what to check depends on the status. 5xx (the proxy could not
+/// reach the registry) is retried.
+pub(super) fn proxy_refused(proxy: &ProxyUrl, url: &str, status: u16) -> Failure {
+    let target = authority_of(url);
+    let hint = match status {
+        407 if proxy.has_credentials() => {
+            "check the user and password in the proxy URL (http://USER:PASS@HOST:PORT, special characters percent-encoded)".to_string()
+        }
+        407 => "the proxy wants credentials: put them in the proxy URL (http://USER:PASS@HOST:PORT)".to_string(),
+        403 => format!("check that the proxy allows connections to {target}"),
+        500..=599 => format!("the proxy could not reach {target}: check that the registry is up and that the proxy can reach it"),
+        _ => "check the proxy URL and the proxy's settings".to_string(),
+    };
+    let err = RegistryError::ProxyRefused {
+        proxy: proxy.to_string(),
+        url: url.to_string(),
+        target,
+        status,
+        hint,
+    };
+    if (500..=599).contains(&status) {
+        Failure::transient(err)
+    } else {
+        Failure::fatal(err)
+    }
+}
+
+/// An agent for plain `http://` URLs through `proxy`: every connection goes
+/// to the proxy, and each request on it is written in absolute form.
+pub(super) fn forward_agent(proxy: &ProxyUrl, limits: &Limits) -> anyhow::Result<Agent> {
+    let proxy_uri: Uri = format!("http://{}/", proxy.authority())
+        .parse()
+        .map_err(|e| anyhow!("proxy {proxy}: {e}"))?;
+    let connector = ().chain(TcpConnector::default()).chain(AbsoluteForm);
+    Ok(Agent::with_parts(
+        agent_config(TlsConfig::default(), None, limits),
+        connector,
+        ToProxy {
+            proxy: proxy_uri,
+            inner: DefaultResolver::default(),
+        },
+    ))
+}
+
+/// Resolves every URL to the proxy's addresses.
+#[derive(Debug)]
+struct ToProxy {
+    proxy: Uri,
+    inner: DefaultResolver,
+}
+
+impl Resolver for ToProxy {
+    fn resolve(
+        &self,
+        _uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        self.inner.resolve(&self.proxy, config, timeout)
+    }
+}
+
+/// Wraps a connection to the proxy in [`AbsoluteTarget`].
+#[derive(Debug)]
+struct AbsoluteForm;
+
+impl<In: Transport> Connector<In> for AbsoluteForm {
+    type Out = AbsoluteTarget;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<AbsoluteTarget>, ureq::Error> {
+        let Some(inner) = chained else {
+            return Ok(None);
+        };
+        let authority = details
+            .uri
+            .authority()
+            .ok_or_else(|| ureq::Error::BadUri(format!("{} has no host", details.uri)))?;
+        // ureq pools connections per scheme and authority of the URL, so
+        // this connection only ever carries requests for this origin.
+        Ok(Some(AbsoluteTarget {
+            inner: Box::new(inner),
+            origin: format!("http://{authority}"),
+            at_start: true,
+        }))
+    }
+}
+
+/// A connection to a proxy on which each request's origin-form target
+/// (`GET /v2/ HTTP/1.1`) goes out in absolute form (`GET http://host/v2/
+/// HTTP/1.1`). Only for requests without a body (ours are all GETs): a
+/// request starts where the previous head ended.
+#[derive(Debug)]
+struct AbsoluteTarget {
+    inner: Box<dyn Transport>,
+    /// `http://host[:port]`, put before each target.
+    origin: String,
+    /// Whether the next bytes sent begin a request.
+    at_start: bool,
+}
+
+impl Transport for AbsoluteTarget {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        if amount == 0 {
+            return self.inner.transmit_output(0, timeout);
+        }
+        let out = self.inner.buffers().output();
+        let mut len = amount;
+        if self.at_start {
+            // "GET /path HTTP/1.1\r\n…": the target starts after the first space.
+            let target = out[..amount]
+                .iter()
+                .position(|&b| b == b' ')
+                .map(|i| i + 1)
+                .filter(|&i| out.get(i) == Some(&b'/'));
+            if let Some(at) = target {
+                let prefix = self.origin.as_bytes();
+                len = amount + prefix.len();
+                if len > out.len() {
+                    return Err(ureq::Error::Io(std::io::Error::other(
+                        "request head too large for the output buffer",
+                    )));
+                }
+                out.copy_within(at..amount, at + prefix.len());
+                out[at..at + prefix.len()].copy_from_slice(prefix);
+            }
+        }
+        // A GET's head ends with a blank line; the next bytes are the next request.
+        self.at_start = out[..len].ends_with(b"\r\n\r\n");
+        self.inner.transmit_output(len, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.inner.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+}
+
+/// The configuration of our agents: our timeouts and user agent, every
+/// status and redirect handed back to us. Each request adds its own
+/// deadline (`pace`).
+pub(super) fn agent_config(tls: TlsConfig, proxy: Option<ureq::Proxy>, limits: &Limits) -> Config {
     Agent::config_builder()
         .proxy(proxy)
         .http_status_as_error(false)
@@ -204,7 +532,6 @@ pub(super) fn new_agent(tls: TlsConfig, proxy: Option<ureq::Proxy>, limits: &Lim
         .timeout_per_write(Some(Duration::from_secs(30)))
         .tls_config(tls)
         .build()
-        .new_agent()
 }
 
 /// Read a whole body of at most `max` bytes, no slower than `pace` allows;
@@ -404,9 +731,166 @@ mod tests {
         assert!(!is_insecure(&list, "127.0.0.1"));
         assert!(!is_insecure(&list, "other.lan"));
         assert!(!is_insecure(&[], "reg.lan"));
-        assert!(is_loopback("127.0.0.1") && is_loopback("127.1.2.3") && is_loopback("[::1]"));
-        assert!(is_loopback("LOCALHOST"));
-        assert!(!is_loopback("10.0.0.1") && !is_loopback("[::2]") && !is_loopback("reg.lan"));
+    }
+
+    /// An inner transport that records what is sent.
+    #[derive(Debug)]
+    struct Recorder {
+        buffers: ureq::unversioned::transport::LazyBuffers,
+        sent: std::sync::Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Transport for Recorder {
+        fn buffers(&mut self) -> &mut dyn Buffers {
+            &mut self.buffers
+        }
+        fn transmit_output(&mut self, amount: usize, _: NextTimeout) -> Result<(), ureq::Error> {
+            let out = self.buffers.output();
+            lock(&self.sent).extend_from_slice(&out[..amount]);
+            Ok(())
+        }
+        fn await_input(&mut self, _: NextTimeout) -> Result<bool, ureq::Error> {
+            Ok(false)
+        }
+        fn is_open(&mut self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn forwarded_requests_go_out_in_absolute_form() {
+        let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut t = AbsoluteTarget {
+            inner: Box::new(Recorder {
+                buffers: ureq::unversioned::transport::LazyBuffers::new(1024, 256),
+                sent: sent.clone(),
+            }),
+            origin: "http://reg.lan:5000".into(),
+            at_start: true,
+        };
+        let mut send = |bytes: &[u8]| {
+            t.buffers().output()[..bytes.len()].copy_from_slice(bytes);
+            t.transmit_output(bytes.len(), NextTimeout::default())
+        };
+        // A head in two pieces, then a second request on the same connection.
+        send(b"GET /v2/a?x=1 HTTP/1.1\r\nhost: reg.lan:5000\r\n").unwrap();
+        send(b"accept: */*\r\n\r\n").unwrap();
+        send(b"GET /v2/b HTTP/1.1\r\nhost: reg.lan:5000\r\n\r\n").unwrap();
+        // Too long for the buffer once the origin is added: an error, not a cut.
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "x".repeat(230));
+        assert!(send(long.as_bytes()).is_err());
+        assert_eq!(
+            String::from_utf8_lossy(&lock(&sent)),
+            "GET http://reg.lan:5000/v2/a?x=1 HTTP/1.1\r\nhost: reg.lan:5000\r\naccept: */*\r\n\r\n\
+             GET http://reg.lan:5000/v2/b HTTP/1.1\r\nhost: reg.lan:5000\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn proxy_failures_name_the_proxy_masked() {
+        let p = ProxyUrl::parse("http://me:hunter2@proxy.lan:3128").unwrap();
+        let url = "https://reg.lan:5000/v2/";
+        let refused = |status: &str| {
+            proxy_failure(
+                &p,
+                url,
+                ureq::Error::ConnectProxyFailed(format!("proxy server responded {status}")),
+            )
+            .ok()
+            .unwrap()
+        };
+        let check = |f: &Failure, transient: bool, text: &str| {
+            let shown = format!("{:#}", f.err);
+            assert_eq!(f.transient, transient, "{shown}");
+            assert!(shown.contains(text), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert_eq!(super::super::worth_retrying(&f.err), transient, "{shown}");
+        };
+        check(
+            &refused("407/Proxy Authentication Required"),
+            false,
+            "proxy http://me:***@proxy.lan:3128 refused reg.lan:5000 (HTTP 407): check the user and password",
+        );
+        check(
+            &refused("403/Forbidden"),
+            false,
+            "(HTTP 403): check that the proxy allows connections to reg.lan:5000",
+        );
+        check(
+            &refused("502/Bad Gateway"),
+            true,
+            "(HTTP 502): the proxy could not reach reg.lan:5000",
+        );
+        let anonymous = ProxyUrl::parse("http://proxy.lan:3128").unwrap();
+        let f = proxy_refused(&anonymous, url, 407);
+        check(
+            &f,
+            false,
+            "the proxy wants credentials: put them in the proxy URL",
+        );
+        let f = proxy_failure(
+            &p,
+            url,
+            ureq::Error::ConnectProxyFailed("proxy server did not respond".into()),
+        )
+        .ok()
+        .unwrap();
+        check(&f, true, "cannot connect to proxy http://me:***@proxy.lan:3128 (proxy server did not respond): check that a proxy runs there");
+        let f = proxy_failure(
+            &p,
+            url,
+            ureq::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+        )
+        .ok()
+        .unwrap();
+        check(
+            &f,
+            true,
+            "cannot connect to proxy http://me:***@proxy.lan:3128",
+        );
+        let f = proxy_failure(&p, url, ureq::Error::HostNotFound)
+            .ok()
+            .unwrap();
+        assert!(!f.transient);
+        assert!(format!("{:#}", f.err).contains("its host name does not resolve"));
+        let f = proxy_failure(&p, url, ureq::Error::Timeout(ureq::Timeout::Connect))
+            .ok()
+            .unwrap();
+        check(&f, true, "no answer in time");
+        // TLS with the registry, through the tunnel: not the proxy's.
+        let tls = ureq::Error::Io(std::io::ErrorKind::InvalidData.into());
+        assert!(proxy_failure(&p, url, tls).is_err());
+    }
+
+    #[test]
+    fn pull_options_debug_masks_the_proxy() {
+        let opts = PullOptions {
+            proxy: Some(ProxyUrl::parse("http://me:hunter2@proxy.lan:3128").unwrap()),
+            no_proxy: vec![".lan".into()],
+            ..PullOptions::default()
+        };
+        let shown = format!("{opts:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("http://me:***@proxy.lan:3128"), "{shown}");
+    }
+
+    #[test]
+    fn proxy_settings_of_a_pull() {
+        let opts = PullOptions {
+            proxy: Some(ProxyUrl::parse("http://proxy.lan:3128").unwrap()),
+            no_proxy: vec!["reg.lan".into()],
+            proxy_env: false,
+            ..PullOptions::default()
+        };
+        let c = proxy_config(&opts).unwrap();
+        assert!(c.proxy_for("https", "other.lan", 443).is_some());
+        assert!(c.proxy_for("https", "reg.lan", 443).is_none());
+        let bad = PullOptions {
+            no_proxy: vec!["10.0.0.0/40".into()],
+            proxy_env: false,
+            ..PullOptions::default()
+        };
+        assert!(proxy_config(&bad).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use wyrcan::registry::{CredentialSource, Credentials, PullOptions};
 /// Options for a [`wyrcan::registry::Client`] in a test: plain HTTP and
 /// unverified TLS allowed for the `insecure` hosts (`HOST[:PORT]`), these
 /// credentials or none (never the host's auth files), no CA store of the
-/// host (hermetic: the bundled roots only), and quick retries: 2 retries
+/// host (hermetic: the bundled roots only), no proxy variables of the
+/// test's environment, and quick retries: 2 retries
 /// (3 attempts) 1 ms apart.
 pub fn client_options(insecure: &[&str], creds: Option<Credentials>) -> PullOptions {
     PullOptions {
@@ -20,6 +21,7 @@ pub fn client_options(insecure: &[&str], creds: Option<Credentials>) -> PullOpti
             Some(c) => CredentialSource::Given(c),
             None => CredentialSource::Anonymous,
         },
+        proxy_env: false,
         retries: 2,
         backoff: Duration::from_millis(1),
         ..PullOptions::default()

@@ -1,12 +1,14 @@
 //! Harness shared by the integration tests: the real `docker-registry`,
 //! images built in code, the umoci/cpio oracle, one small HTTP server and
 //! request parser (`http`: fake registries, dripping ones too, and the
-//! lying proxy built on it), the registry client's options, and a runner
-//! for the real `wyrcan` binary with a bounded run time. (The QEMU harness
-//! is `tests/vmharness`.)
+//! lying proxy built on it), a forward proxy (`connect_proxy`: CONNECT and
+//! absolute form), the registry client's options, and a runner for the
+//! real `wyrcan` binary with a bounded run time. (The QEMU harness is
+//! `tests/vmharness`.)
 #![allow(dead_code)]
 
 pub mod client;
+pub mod connect_proxy;
 pub mod http;
 pub mod image;
 pub mod oracle;

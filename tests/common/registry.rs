@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use tempfile::TempDir;
 
+/// A second name in the TLS registry's certificate (beside IP 127.0.0.1).
+/// Nothing resolves it but the test proxy (`connect_proxy`), which maps it
+/// to 127.0.0.1: a registry addressed as `registry.test:PORT` is reachable
+/// through that proxy only (`.test` is reserved, RFC 6761).
+pub const PROXIED_NAME: &str = "registry.test";
+
 /// A running registry server.
 pub struct Registry {
     child: Child,
@@ -75,7 +81,8 @@ fn make_tls() -> Tls {
     ];
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let mut leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), PROXIED_NAME.to_string()]).unwrap();
     leaf.distinguished_name
         .push(DnType::CommonName, "127.0.0.1");
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -97,8 +104,9 @@ impl Registry {
         Registry::launch(None)
     }
 
-    /// Starts a TLS registry (certificate for IP 127.0.0.1 from a fresh test
-    /// CA, see [`Registry::ca_path`]) requiring HTTP basic auth for `user`/`pass`.
+    /// Starts a TLS registry (certificate for IP 127.0.0.1 and
+    /// [`PROXIED_NAME`] from a fresh test CA, see [`Registry::ca_path`])
+    /// requiring HTTP basic auth for `user`/`pass`.
     pub fn start_tls_basic(user: &str, pass: &str) -> Registry {
         Registry::launch(Some((user, pass)))
     }

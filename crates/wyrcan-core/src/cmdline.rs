@@ -163,8 +163,9 @@ pub enum EfiAction {
     Clear,
 }
 
-/// Everything Wyrcan reads from the kernel command line.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Everything Wyrcan reads from the kernel command line. `Debug` masks
+/// the proxy's password.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct WyrcanArgs {
     /// `wyrcan.img`: the image reference to boot (the last one wins).
     pub img: Option<String>,
@@ -174,6 +175,9 @@ pub struct WyrcanArgs {
     pub efi: Option<EfiAction>,
     /// `wyrcan.insecure`: registries (`host[:port]`) allowed over plain HTTP or unverified TLS.
     pub insecure: Vec<String>,
+    /// `wyrcan.proxy`: the HTTP proxy of every pull, `http://[USER:PASS@]HOST:PORT`
+    /// (the last one wins; checked by PID 1's configuration, not here).
+    pub proxy: Option<String>,
     /// `ip=`: network configuration, one entry per occurrence.
     pub ip: Vec<String>,
     /// `nameserver=`: DNS servers, in order.
@@ -184,12 +188,40 @@ pub struct WyrcanArgs {
     pub console: Vec<String>,
 }
 
+impl fmt::Debug for WyrcanArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field, the proxy URL with its password masked.
+        let WyrcanArgs {
+            img,
+            args,
+            efi,
+            insecure,
+            proxy,
+            ip,
+            nameservers,
+            debug,
+            console,
+        } = self;
+        f.debug_struct("WyrcanArgs")
+            .field("img", img)
+            .field("args", args)
+            .field("efi", efi)
+            .field("insecure", insecure)
+            .field("proxy", &proxy.as_deref().map(crate::proxy::mask))
+            .field("ip", ip)
+            .field("nameservers", nameservers)
+            .field("debug", debug)
+            .field("console", console)
+            .finish()
+    }
+}
+
 /// A kernel command line Wyrcan cannot act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmdlineError {
     /// A `wyrcan.*` / `wyr.*` key Wyrcan does not know (probably a typo).
     #[error(
-        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure and wyrcan.debug, each also spelled wyr.*)"
+        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure, wyrcan.proxy and wyrcan.debug, each also spelled wyr.*)"
     )]
     UnknownKey {
         /// The key as written.
@@ -259,6 +291,7 @@ impl WyrcanArgs {
                 "img" => out.img = Some(need("docker.io/library/busybox:latest")?),
                 "arg" => out.args.push(need("\"quiet console=ttyS0\"")?),
                 "insecure" => out.insecure.push(need("localhost:5000")?),
+                "proxy" => out.proxy = Some(need("http://proxy.lan:3128")?),
                 "efi" => {
                     let v = need("write")?;
                     out.efi = Some(match v.as_str() {
@@ -414,6 +447,10 @@ mod tests {
                 WyrcanArgs { insecure: strings(&["localhost:5000", "10.0.0.1"]), ..Default::default() },
             ),
             (
+                "wyrcan.proxy=http://p.lan:3128 wyr.proxy=http://u:pw@q.lan:8080",
+                WyrcanArgs { proxy: Some("http://u:pw@q.lan:8080".into()), ..Default::default() },
+            ),
+            (
                 "ip=dhcp ip=10.0.0.2::10.0.0.1:255.255.255.0:box:eth1:none nameserver=1.1.1.1 nameserver=9.9.9.9",
                 WyrcanArgs {
                     ip: strings(&["dhcp", "10.0.0.2::10.0.0.1:255.255.255.0:box:eth1:none"]),
@@ -482,6 +519,13 @@ mod tests {
                 },
             ),
             (
+                "wyr.proxy",
+                CmdlineError::MissingValue {
+                    key: s("wyr.proxy"),
+                    example: "http://proxy.lan:3128",
+                },
+            ),
+            (
                 "wyrcan.efi",
                 CmdlineError::MissingValue {
                     key: s("wyrcan.efi"),
@@ -517,6 +561,18 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn debug_masks_the_proxy_password() {
+        let args =
+            WyrcanArgs::from_cmdline("wyrcan.img=x wyrcan.proxy=http://me:hunter2@p.lan:3128")
+                .unwrap();
+        assert_eq!(args.proxy.as_deref(), Some("http://me:hunter2@p.lan:3128"));
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("http://me:***@p.lan:3128"), "{shown}");
+        assert!(shown.contains("img: Some(\"x\")"), "{shown}");
     }
 
     #[test]

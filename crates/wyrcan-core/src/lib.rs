@@ -13,6 +13,7 @@ pub mod ipconfig;
 pub mod kernel;
 pub mod manifest;
 pub mod modules;
+pub mod proxy;
 pub mod reference;
 pub mod site;
 pub mod tar;

@@ -1,0 +1,162 @@
+//! A private image at boot, as an operator's site has it: a TLS
+//! `docker-registry` with htpasswd auth and a CA the test generates,
+//! reachable from the guest **only** through an HTTP CONNECT proxy (with
+//! its own credentials) that the suite runs on loopback; the credentials,
+//! the CA and the proxy given only through `wyrcan customize --initrd`,
+//! nothing on the cmdline but the console. No password may show on the
+//! console (with `wyrcan.debug`), in the booted system's `/proc/cmdline`
+//! or in its `/etc/wyrcan/booted.json`.
+
+mod common;
+mod vmharness;
+
+use std::time::Duration;
+
+use common::connect_proxy::ConnectProxy;
+use common::image::{push, Entry, Image, Layer};
+use common::registry::Registry;
+use common::{assert_success, wyrcan};
+use vmharness::{artifact, bootable, Net, Vm, VmConfig, BOOT};
+
+const USER: &str = "operator";
+const PASS: &str = "Reg1stry-s3cret";
+const PROXY_USER: &str = "proxyuser";
+const PROXY_PASS: &str = "Pr0xy-s3cret";
+/// The registry's name: only the proxy resolves it.
+const NAME: &str = "registry.test";
+
+/// [`bootable`] whose `/init` also prints its `/etc/wyrcan/booted.json`.
+fn image(mark: &str) -> Image {
+    let mut image = bootable(mark);
+    let init = format!(
+        "#!/bin/sh\n\
+         export PATH=/bin\n\
+         busybox mkdir -p /proc\n\
+         busybox mount -t proc proc /proc\n\
+         echo \"CONTAINER-MARKER {mark}\"\n\
+         echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
+         echo \"UNAME=$(busybox uname -r)\"\n\
+         echo \"BOOTED=$(busybox tr -d '\\n' < /etc/wyrcan/booted.json)\"\n\
+         echo \"CONTAINER-DONE\"\n\
+         busybox poweroff -f\n"
+    );
+    image.layers.push(Layer::new(vec![Entry::file("init", init).mode(0o755)]));
+    image
+}
+
+/// The site's registry and proxy, and a VM booting Wyrcan customized with
+/// `password` for the registry (the right one or not).
+struct Site {
+    _registry: Registry,
+    proxy: ConnectProxy,
+    _dir: tempfile::TempDir,
+    host: String,
+    image_ref: String,
+    vm: Vm,
+}
+
+fn site(name: &str, password: &str) -> Site {
+    let registry = Registry::start_tls_basic(USER, PASS);
+    let proxy = ConnectProxy::with_auth(&[NAME], PROXY_USER, PROXY_PASS);
+    push(&registry, "private/os", "v1", &image("private"));
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.json");
+    let host = format!("{NAME}:{}", registry.port());
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{host}":{{"username":"{USER}","password":"{password}"}}}}}}"#),
+    )
+    .unwrap();
+    let custom = dir.path().join("custom.initrd");
+    let base = artifact("wyrcan.initrd");
+    // The guest reaches 10.0.2.100:5000, which QEMU forwards to the proxy.
+    let proxy_url = format!("http://{PROXY_USER}:{PROXY_PASS}@10.0.2.100:5000");
+    let image_ref = format!("{host}/private/os:v1");
+    let out = wyrcan(&[
+        "customize",
+        "--initrd",
+        base.to_str().unwrap(),
+        "-o",
+        custom.to_str().unwrap(),
+        "--image",
+        &image_ref,
+        "--auth",
+        auth.to_str().unwrap(),
+        "--ca",
+        registry.ca_path().unwrap().to_str().unwrap(),
+        "--proxy",
+        &proxy_url,
+    ]);
+    assert_success(&out, "wyrcan customize");
+    let proxy_port: u16 = proxy.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let vm = Vm::start(
+        name,
+        &VmConfig {
+            kernel: Some(artifact("wyrcan.kernel")),
+            initrd: Some(custom),
+            append: Some("console=ttyS0 panic=-1 wyrcan.debug".into()),
+            net: Net::User {
+                registry: Some(proxy_port),
+                model: "virtio-net-pci",
+                tftp: None,
+            },
+            ..VmConfig::default()
+        },
+    );
+    Site {
+        _registry: registry,
+        proxy,
+        _dir: dir,
+        host,
+        image_ref,
+        vm,
+    }
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn a_private_image_through_a_proxy_with_credentials_only_in_the_boot_media() {
+    let Site {
+        proxy,
+        host,
+        image_ref,
+        mut vm,
+        ..
+    } = site("private", PASS);
+    vm.wait_for("Wyrcan", BOOT);
+    let container = vm.container("private");
+    container.assert_image_kernel();
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+    let log = vm.log();
+    for secret in [PASS, PROXY_PASS] {
+        assert!(!log.contains(secret), "a password reached the console:\n{log}");
+    }
+    assert!(!container.cmdline.contains("s3cret"), "{}", container.cmdline);
+    let booted = log
+        .lines()
+        .find_map(|l| l.split_once("BOOTED=").map(|x| x.1.to_string()))
+        .expect("no BOOTED= line");
+    assert!(!booted.contains("s3cret"), "{booted}");
+    let b: serde_json::Value = serde_json::from_str(booted.trim()).unwrap();
+    assert_eq!(b["reference"], image_ref.as_str());
+    // Every request of the guest went through the proxy, tunnelled.
+    assert!(
+        proxy.seen().iter().any(|s| format!("{s:?}").contains(&host)),
+        "the proxy saw no CONNECT to {host}"
+    );
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn wrong_credentials_end_in_a_clear_error_and_the_countdown() {
+    let mut s = site("private-wrong", "not-the-password");
+    let line = s.vm.boot_failed();
+    assert!(line.contains("refused access"), "{line}");
+    s.vm.wait_for("Rebooting in", Duration::from_secs(30));
+    s.vm.assert_no_panic();
+    let log = s.vm.log();
+    for secret in ["not-the-password", PROXY_PASS] {
+        assert!(!log.contains(secret), "a password reached the console:\n{log}");
+    }
+    assert!(!s.proxy.seen().is_empty(), "the pull did not go through the proxy");
+}

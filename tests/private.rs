@@ -40,7 +40,9 @@ fn image(mark: &str) -> Image {
          echo \"CONTAINER-DONE\"\n\
          busybox poweroff -f\n"
     );
-    image.layers.push(Layer::new(vec![Entry::file("init", init).mode(0o755)]));
+    image
+        .layers
+        .push(Layer::new(vec![Entry::file("init", init).mode(0o755)]));
     image
 }
 
@@ -116,22 +118,25 @@ fn site(name: &str, password: &str) -> Site {
 #[test]
 #[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
 fn a_private_image_through_a_proxy_with_credentials_only_in_the_boot_media() {
-    let Site {
-        proxy,
-        host,
-        image_ref,
-        mut vm,
-        ..
-    } = site("private", PASS);
+    // Bound whole: the registry and the files must live as long as the VM.
+    let mut s = site("private", PASS);
+    let (proxy, host, image_ref, vm) = (&s.proxy, s.host.clone(), s.image_ref.clone(), &mut s.vm);
     vm.wait_for("Wyrcan", BOOT);
     let container = vm.container("private");
     container.assert_image_kernel();
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
     let log = vm.log();
     for secret in [PASS, PROXY_PASS] {
-        assert!(!log.contains(secret), "a password reached the console:\n{log}");
+        assert!(
+            !log.contains(secret),
+            "a password reached the console:\n{log}"
+        );
     }
-    assert!(!container.cmdline.contains("s3cret"), "{}", container.cmdline);
+    assert!(
+        !container.cmdline.contains("s3cret"),
+        "{}",
+        container.cmdline
+    );
     let booted = log
         .lines()
         .find_map(|l| l.split_once("BOOTED=").map(|x| x.1.to_string()))
@@ -141,7 +146,10 @@ fn a_private_image_through_a_proxy_with_credentials_only_in_the_boot_media() {
     assert_eq!(b["reference"], image_ref.as_str());
     // Every request of the guest went through the proxy, tunnelled.
     assert!(
-        proxy.seen().iter().any(|s| format!("{s:?}").contains(&host)),
+        proxy
+            .seen()
+            .iter()
+            .any(|s| format!("{s:?}").contains(&host)),
         "the proxy saw no CONNECT to {host}"
     );
 }
@@ -156,7 +164,13 @@ fn wrong_credentials_end_in_a_clear_error_and_the_countdown() {
     s.vm.assert_no_panic();
     let log = s.vm.log();
     for secret in ["not-the-password", PROXY_PASS] {
-        assert!(!log.contains(secret), "a password reached the console:\n{log}");
+        assert!(
+            !log.contains(secret),
+            "a password reached the console:\n{log}"
+        );
     }
-    assert!(!s.proxy.seen().is_empty(), "the pull did not go through the proxy");
+    assert!(
+        !s.proxy.seen().is_empty(),
+        "the pull did not go through the proxy"
+    );
 }

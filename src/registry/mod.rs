@@ -33,6 +33,7 @@ pub mod download;
 pub mod helper;
 mod pace;
 mod tls;
+mod token;
 mod transport;
 
 use std::path::PathBuf;

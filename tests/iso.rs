@@ -1,8 +1,10 @@
 //! `wyrcan.iso` and the EFI-stored configuration, on real parts: the ISO
 //! from `scripts/build-iso` boots under OVMF (QEMU TCG) as a CD and as a
 //! disk, its systemd-boot menu can be edited over the serial console, and
-//! `wyrcan.efi=write|clear` persist across boots in one OVMF_VARS copy.
-//! Also `wyrcan efi` on the host, against a directory and the real registry.
+//! `wyrcan.efi=write|clear` persist across boots in one OVMF_VARS copy,
+//! and its empty site area unpacks cleanly. Also `wyrcan efi` on the host,
+//! against a directory and the real registry, and the site area of
+//! `scripts/site-area` against the Rust side's.
 //!
 //! The VM tests need `out/` from `scripts/build-bootenv` and take minutes,
 //! so they are `#[ignore]`d for a plain `cargo test`; `scripts/test` runs
@@ -22,6 +24,7 @@ use vmharness::{
     artifact, bootable, iso_vm, ovmf_vars, repo, test_kernel, Media, BOOT, GUEST_REGISTRY,
 };
 use wyrcan_core::efivar::{self, StoredConfig};
+use wyrcan_core::site_area;
 
 /// Runs `scripts/build-iso --out DIR/NAME.iso [--cmdline CMDLINE]`.
 fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
@@ -54,6 +57,16 @@ fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
 /// The cmdline that boots `repo:tag` from the test registry.
 fn image_args(repo_tag: &str) -> String {
     format!("wyrcan.img={GUEST_REGISTRY}/{repo_tag} wyrcan.insecure={GUEST_REGISTRY}")
+}
+
+/// Fails if the kernel could not unpack the initrds (the site area's
+/// zeros and archives included).
+fn assert_initramfs_unpacked(vm: &vmharness::Vm) {
+    let log = vm.log();
+    assert!(
+        !log.contains("Initramfs unpacking failed"),
+        "the initrds did not unpack cleanly:\n{log}"
+    );
 }
 
 #[test]
@@ -146,6 +159,9 @@ fn efi_config_is_written_used_and_cleared_across_reboots() {
     vm.help_then_reboot(Duration::from_secs(30), Duration::from_secs(120));
     let log = vm.log();
     assert!(!log.contains("using the configuration stored"), "{log}");
+    // The empty site area is an initrd too: unpacked, and no settings.
+    assert!(!log.contains("site settings:"), "{log}");
+    assert_initramfs_unpacked(&vm);
     vm.assert_no_panic();
 }
 
@@ -258,6 +274,7 @@ fn cmdline_edited_at_the_boot_menu() {
         "the edit did not land after the options: {line}"
     );
     vm.container_on_its_kernel("iso-edited");
+    assert_initramfs_unpacked(&vm);
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 
@@ -327,6 +344,10 @@ fn iso_is_reproducible_with_an_esp_in_its_gpt() {
         "{entry}"
     );
     assert!(entry.contains("linux /wyrcan.kernel"), "{entry}");
+    assert!(
+        entry.contains("initrd /wyrcan.initrd\ninitrd /site.img\n"),
+        "{entry}"
+    );
     let loader = read("/loader/loader.conf");
     assert!(
         loader.contains("editor yes") && loader.contains("timeout"),
@@ -340,9 +361,86 @@ fn iso_is_reproducible_with_an_esp_in_its_gpt() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).to_uppercase();
-    for f in ["EFI/BOOT/BOOTX64.EFI", "WYRCAN.KERNEL", "WYRCAN.INITRD"] {
+    for f in [
+        "EFI/BOOT/BOOTX64.EFI",
+        "WYRCAN.KERNEL",
+        "WYRCAN.INITRD",
+        "SITE.IMG",
+    ] {
         assert!(listing.contains(f), "{f} missing from the ESP: {listing}");
     }
+
+    // The site area: the ESP's /site.img, one run of the ISO's bytes.
+    let area = site_area::find(&bytes).unwrap();
+    assert_eq!(area.size, site_area::AREA_SIZE);
+    assert!(first <= area.offset && area.offset + area.size <= last + 1);
+    let site_img = |esp: &[u8]| {
+        std::fs::write(&esp_img, esp).unwrap();
+        let out = Command::new("mcopy")
+            .arg("-i")
+            .arg(&esp_img)
+            .args(["::/site.img", "-"])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mcopy: {out:?}");
+        out.stdout
+    };
+    assert!(site_img(&bytes[first..=last]) == site_area::placeholder(area.size));
+}
+
+/// `scripts/site-area` (run by `scripts/build-iso`) and
+/// `core::site_area` build the same bytes, agree on the size, and the
+/// script's check finds exactly one intact area.
+#[test]
+fn site_area_script_matches_the_rust_side() {
+    let script = repo().join("scripts/site-area");
+    let tmp = tempfile::tempdir().unwrap();
+    for size in [site_area::AREA_SIZE, 4096, 1000] {
+        let out = tmp.path().join(format!("area-{size}"));
+        let status = Command::new(&script)
+            .arg("write")
+            .arg(size.to_string())
+            .arg(&out)
+            .status()
+            .expect("running scripts/site-area (python3)");
+        assert!(status.success());
+        assert!(
+            std::fs::read(&out).unwrap() == site_area::placeholder(size),
+            "scripts/site-area and site_area::placeholder differ for {size} bytes"
+        );
+    }
+    let build_iso = std::fs::read_to_string(repo().join("scripts/build-iso")).unwrap();
+    assert!(
+        build_iso.contains(&format!(
+            "site_area_size=$(({} * 1024))",
+            site_area::AREA_SIZE / 1024
+        )),
+        "scripts/build-iso's site_area_size is not site_area::AREA_SIZE"
+    );
+
+    let iso = tmp.path().join("fake.iso");
+    let mut bytes = vec![7u8; 10_000];
+    bytes.extend(site_area::placeholder(4096));
+    bytes.extend(vec![9u8; 5_000]);
+    std::fs::write(&iso, &bytes).unwrap();
+    let check = |path: &Path| {
+        Command::new(&script)
+            .args(["check", "4096"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = check(&iso);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "10000\n");
+    assert_eq!(site_area::find(&bytes).unwrap().offset, 10_000);
+    // Not contiguous (a byte of something else inside): refused.
+    bytes[10_000 + 3000] = 1;
+    std::fs::write(&iso, &bytes).unwrap();
+    let out = check(&iso);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no intact 4096-byte site area"));
 }
 
 /// `wyrcan efi` on a host, against a directory standing in for efivarfs:

@@ -15,5 +15,6 @@ pub mod manifest;
 pub mod modules;
 pub mod reference;
 pub mod site;
+pub mod site_area;
 pub mod tar;
 pub mod tree;

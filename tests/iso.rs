@@ -2,8 +2,9 @@
 //! from `scripts/build-iso` boots under OVMF (QEMU TCG) as a CD and as a
 //! disk, its systemd-boot menu can be edited over the serial console, and
 //! `wyrcan.efi=write|clear` persist across boots in one OVMF_VARS copy,
-//! and its empty site area unpacks cleanly. Also `wyrcan efi` on the host,
-//! against a directory and the real registry, and the site area of
+//! and `wyrcan customize --iso` fills its site area in place (only those
+//! bytes change) with settings the boot uses. Also `wyrcan efi` on the
+//! host, against a directory and the real registry, and the site area of
 //! `scripts/site-area` against the Rust side's.
 //!
 //! The VM tests need `out/` from `scripts/build-bootenv` and take minutes,
@@ -57,6 +58,19 @@ fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
 /// The cmdline that boots `repo:tag` from the test registry.
 fn image_args(repo_tag: &str) -> String {
     format!("wyrcan.img={GUEST_REGISTRY}/{repo_tag} wyrcan.insecure={GUEST_REGISTRY}")
+}
+
+/// `wyrcan customize --iso ISO -o OUT ARGS…`, which must succeed.
+fn customize_iso(iso: &Path, out: &Path, args: &[&str]) {
+    let mut argv = vec![
+        "customize",
+        "--iso",
+        iso.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    common::assert_success(&common::wyrcan(&argv), "customize --iso");
 }
 
 /// Fails if the kernel could not unpack the initrds (the site area's
@@ -278,6 +292,40 @@ fn cmdline_edited_at_the_boot_menu() {
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 
+/// `wyrcan customize --iso` on an ISO whose cmdline names no image: the
+/// site's default image (and its insecure registry) boots, from the CD.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn customized_iso_boots_the_site_default_image() {
+    let registry = Registry::start();
+    push(&registry, "iso/site", "v1", &bootable("iso-site"));
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = build_iso(tmp.path(), "plain", "");
+    let site = tmp.path().join("site.iso");
+    let image = format!("{GUEST_REGISTRY}/iso/site:v1");
+    customize_iso(
+        &plain,
+        &site,
+        &[
+            "--image",
+            &image,
+            "--insecure",
+            GUEST_REGISTRY,
+            "--arg",
+            "site-arg",
+        ],
+    );
+    let vars = ovmf_vars(tmp.path());
+    let mut vm = iso_vm("iso-site", &registry, &vars, &site, Media::Cd);
+    let (_, line) = vm.wait_for("Command line: initrd=", BOOT);
+    assert!(!line.contains("wyrcan.img"), "{line}");
+    vm.wait_for(&format!("site settings: default image {image}"), BOOT);
+    let cmdline = vm.container_on_its_kernel("iso-site").cmdline;
+    assert!(cmdline.contains("site-arg"), "{cmdline}");
+    assert_initramfs_unpacked(&vm);
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}
+
 /// The ISO is reproducible, carries the baked cmdline in its menu entry and
 /// a GPT whose EFI System Partition holds a FAT file system (what firmware
 /// boots from a USB stick).
@@ -387,6 +435,34 @@ fn iso_is_reproducible_with_an_esp_in_its_gpt() {
         out.stdout
     };
     assert!(site_img(&bytes[first..=last]) == site_area::placeholder(area.size));
+    let out = common::wyrcan(&["customize", "--show", a.to_str().unwrap()]);
+    let err = common::assert_failure(&out, "customize --show of a plain ISO");
+    assert!(err.contains("whose site area is empty"), "{err}");
+
+    // Customized: only the area changes, the FAT file is still the area,
+    // the same settings give the same bytes.
+    let c1 = tmp.path().join("c1.iso");
+    let c2 = tmp.path().join("c2.iso");
+    let settings = ["--image", "example.org/site:1", "--arg", "quiet"];
+    customize_iso(&a, &c1, &settings);
+    customize_iso(&a, &c2, &settings);
+    let custom = std::fs::read(&c1).unwrap();
+    assert!(
+        custom == std::fs::read(&c2).unwrap(),
+        "two customizations differ"
+    );
+    assert_eq!(custom.len(), bytes.len());
+    let payload = area.payload();
+    assert!(custom[..payload.start] == bytes[..payload.start]);
+    assert!(custom[payload.end..] == bytes[payload.end..]);
+    assert!(custom[payload.clone()] != bytes[payload]);
+    assert!(site_img(&custom[first..=last]) == custom[area.range()]);
+    let out = common::wyrcan(&["customize", "--show", c1.to_str().unwrap()]);
+    common::assert_success(&out, "customize --show of a customized ISO");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "image: example.org/site:1\narg: quiet\nauth: (none)\n"
+    );
 }
 
 /// `scripts/site-area` (run by `scripts/build-iso`) and

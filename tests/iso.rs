@@ -1,8 +1,11 @@
 //! `wyrcan.iso` and the EFI-stored configuration, on real parts: the ISO
 //! from `scripts/build-iso` boots under OVMF (QEMU TCG) as a CD and as a
 //! disk, its systemd-boot menu can be edited over the serial console, and
-//! `wyrcan.efi=write|clear` persist across boots in one OVMF_VARS copy.
-//! Also `wyrcan efi` on the host, against a directory and the real registry.
+//! `wyrcan.efi=write|clear` persist across boots in one OVMF_VARS copy,
+//! and `wyrcan customize --iso` fills its site area in place (only those
+//! bytes change) with settings the boot uses. Also `wyrcan efi` on the
+//! host, against a directory and the real registry, and the site area of
+//! `scripts/site-area` against the Rust side's.
 //!
 //! The VM tests need `out/` from `scripts/build-bootenv` and take minutes,
 //! so they are `#[ignore]`d for a plain `cargo test`; `scripts/test` runs
@@ -22,6 +25,7 @@ use vmharness::{
     artifact, bootable, iso_vm, ovmf_vars, repo, test_kernel, Media, BOOT, GUEST_REGISTRY,
 };
 use wyrcan_core::efivar::{self, StoredConfig};
+use wyrcan_core::site_area;
 
 /// Runs `scripts/build-iso --out DIR/NAME.iso [--cmdline CMDLINE]`.
 fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
@@ -54,6 +58,29 @@ fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
 /// The cmdline that boots `repo:tag` from the test registry.
 fn image_args(repo_tag: &str) -> String {
     format!("wyrcan.img={GUEST_REGISTRY}/{repo_tag} wyrcan.insecure={GUEST_REGISTRY}")
+}
+
+/// `wyrcan customize --iso ISO -o OUT ARGS…`, which must succeed.
+fn customize_iso(iso: &Path, out: &Path, args: &[&str]) {
+    let mut argv = vec![
+        "customize",
+        "--iso",
+        iso.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    common::assert_success(&common::wyrcan(&argv), "customize --iso");
+}
+
+/// Fails if the kernel could not unpack the initrds (the site area's
+/// zeros and archives included).
+fn assert_initramfs_unpacked(vm: &vmharness::Vm) {
+    let log = vm.log();
+    assert!(
+        !log.contains("Initramfs unpacking failed"),
+        "the initrds did not unpack cleanly:\n{log}"
+    );
 }
 
 #[test]
@@ -146,6 +173,9 @@ fn efi_config_is_written_used_and_cleared_across_reboots() {
     vm.help_then_reboot(Duration::from_secs(30), Duration::from_secs(120));
     let log = vm.log();
     assert!(!log.contains("using the configuration stored"), "{log}");
+    // The empty site area is an initrd too: unpacked, and no settings.
+    assert!(!log.contains("site settings:"), "{log}");
+    assert_initramfs_unpacked(&vm);
     vm.assert_no_panic();
 }
 
@@ -258,6 +288,41 @@ fn cmdline_edited_at_the_boot_menu() {
         "the edit did not land after the options: {line}"
     );
     vm.container_on_its_kernel("iso-edited");
+    assert_initramfs_unpacked(&vm);
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}
+
+/// `wyrcan customize --iso` on an ISO whose cmdline names no image: the
+/// site's default image (and its insecure registry) boots, from the CD.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn customized_iso_boots_the_site_default_image() {
+    let registry = Registry::start();
+    push(&registry, "iso/site", "v1", &bootable("iso-site"));
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = build_iso(tmp.path(), "plain", "");
+    let site = tmp.path().join("site.iso");
+    let image = format!("{GUEST_REGISTRY}/iso/site:v1");
+    customize_iso(
+        &plain,
+        &site,
+        &[
+            "--image",
+            &image,
+            "--insecure",
+            GUEST_REGISTRY,
+            "--arg",
+            "site-arg",
+        ],
+    );
+    let vars = ovmf_vars(tmp.path());
+    let mut vm = iso_vm("iso-site", &registry, &vars, &site, Media::Cd);
+    let (_, line) = vm.wait_for("Command line: initrd=", BOOT);
+    assert!(!line.contains("wyrcan.img"), "{line}");
+    vm.wait_for(&format!("site settings: default image {image}"), BOOT);
+    let cmdline = vm.container_on_its_kernel("iso-site").cmdline;
+    assert!(cmdline.contains("site-arg"), "{cmdline}");
+    assert_initramfs_unpacked(&vm);
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 
@@ -327,6 +392,10 @@ fn iso_is_reproducible_with_an_esp_in_its_gpt() {
         "{entry}"
     );
     assert!(entry.contains("linux /wyrcan.kernel"), "{entry}");
+    assert!(
+        entry.contains("initrd /wyrcan.initrd\ninitrd /site.img\n"),
+        "{entry}"
+    );
     let loader = read("/loader/loader.conf");
     assert!(
         loader.contains("editor yes") && loader.contains("timeout"),
@@ -340,9 +409,114 @@ fn iso_is_reproducible_with_an_esp_in_its_gpt() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).to_uppercase();
-    for f in ["EFI/BOOT/BOOTX64.EFI", "WYRCAN.KERNEL", "WYRCAN.INITRD"] {
+    for f in [
+        "EFI/BOOT/BOOTX64.EFI",
+        "WYRCAN.KERNEL",
+        "WYRCAN.INITRD",
+        "SITE.IMG",
+    ] {
         assert!(listing.contains(f), "{f} missing from the ESP: {listing}");
     }
+
+    // The site area: the ESP's /site.img, one run of the ISO's bytes.
+    let area = site_area::find(&bytes).unwrap();
+    assert_eq!(area.size, site_area::AREA_SIZE);
+    assert!(first <= area.offset && area.offset + area.size <= last + 1);
+    let site_img = |esp: &[u8]| {
+        std::fs::write(&esp_img, esp).unwrap();
+        let out = Command::new("mcopy")
+            .arg("-i")
+            .arg(&esp_img)
+            .args(["::/site.img", "-"])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mcopy: {out:?}");
+        out.stdout
+    };
+    assert!(site_img(&bytes[first..=last]) == site_area::placeholder(area.size));
+    let out = common::wyrcan(&["customize", "--show", a.to_str().unwrap()]);
+    let err = common::assert_failure(&out, "customize --show of a plain ISO");
+    assert!(err.contains("whose site area is empty"), "{err}");
+
+    // Customized: only the area changes, the FAT file is still the area,
+    // the same settings give the same bytes.
+    let c1 = tmp.path().join("c1.iso");
+    let c2 = tmp.path().join("c2.iso");
+    let settings = ["--image", "example.org/site:1", "--arg", "quiet"];
+    customize_iso(&a, &c1, &settings);
+    customize_iso(&a, &c2, &settings);
+    let custom = std::fs::read(&c1).unwrap();
+    assert!(
+        custom == std::fs::read(&c2).unwrap(),
+        "two customizations differ"
+    );
+    assert_eq!(custom.len(), bytes.len());
+    let payload = area.payload();
+    assert!(custom[..payload.start] == bytes[..payload.start]);
+    assert!(custom[payload.end..] == bytes[payload.end..]);
+    assert!(custom[payload.clone()] != bytes[payload]);
+    assert!(site_img(&custom[first..=last]) == custom[area.range()]);
+    let out = common::wyrcan(&["customize", "--show", c1.to_str().unwrap()]);
+    common::assert_success(&out, "customize --show of a customized ISO");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "image: example.org/site:1\narg: quiet\nauth: (none)\n"
+    );
+}
+
+/// `scripts/site-area` (run by `scripts/build-iso`) and
+/// `core::site_area` build the same bytes, agree on the size, and the
+/// script's check finds exactly one intact area.
+#[test]
+fn site_area_script_matches_the_rust_side() {
+    let script = repo().join("scripts/site-area");
+    let tmp = tempfile::tempdir().unwrap();
+    for size in [site_area::AREA_SIZE, 4096, 1000] {
+        let out = tmp.path().join(format!("area-{size}"));
+        let status = Command::new(&script)
+            .arg("write")
+            .arg(size.to_string())
+            .arg(&out)
+            .status()
+            .expect("running scripts/site-area (python3)");
+        assert!(status.success());
+        assert!(
+            std::fs::read(&out).unwrap() == site_area::placeholder(size),
+            "scripts/site-area and site_area::placeholder differ for {size} bytes"
+        );
+    }
+    let build_iso = std::fs::read_to_string(repo().join("scripts/build-iso")).unwrap();
+    assert!(
+        build_iso.contains(&format!(
+            "site_area_size=$(({} * 1024))",
+            site_area::AREA_SIZE / 1024
+        )),
+        "scripts/build-iso's site_area_size is not site_area::AREA_SIZE"
+    );
+
+    let iso = tmp.path().join("fake.iso");
+    let mut bytes = vec![7u8; 10_000];
+    bytes.extend(site_area::placeholder(4096));
+    bytes.extend(vec![9u8; 5_000]);
+    std::fs::write(&iso, &bytes).unwrap();
+    let check = |path: &Path| {
+        Command::new(&script)
+            .args(["check", "4096"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let out = check(&iso);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "10000\n");
+    assert_eq!(site_area::find(&bytes).unwrap().offset, 10_000);
+    // Not contiguous (a byte of something else inside): refused.
+    bytes[10_000 + 3000] = 1;
+    std::fs::write(&iso, &bytes).unwrap();
+    let out = check(&iso);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no intact 4096-byte site area"));
 }
 
 /// `wyrcan efi` on a host, against a directory standing in for efivarfs:

@@ -4,6 +4,10 @@
 //! `/etc/wyrcan/`, gzip-compressed: a compressed member may start at any
 //! offset of an initrd (an uncompressed one must start 4-byte aligned), so
 //! `cat wyrcan.initrd site.img` works whatever the first file's size.
+//!
+//! `--iso` writes the archive into a copy of `wyrcan.iso`, in the site area
+//! `scripts/build-iso` reserved for it (`core::site_area`): no ISO or FAT
+//! tool is needed, and only the bytes of that area change.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,19 +18,24 @@ use flate2::read::GzDecoder;
 use wyrcan_core::ipconfig;
 use wyrcan_core::reference::Reference;
 use wyrcan_core::site::{self, Contents, SiteConfig};
+use wyrcan_core::site_area::{self, Area};
 
 use crate::convert::Staged;
 
 /// `wyrcan customize`.
 #[derive(Debug, Args)]
 pub struct CustomizeArgs {
-    /// Print what a customized initrd or archive holds (secrets masked).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["initrd", "output"])]
+    /// Print what a customized initrd, ISO or archive holds (secrets masked).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["initrd", "iso", "output"])]
     pub show: Option<PathBuf>,
     /// Write this initrd followed by the site archive (wyrcan.initrd).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "iso")]
     pub initrd: Option<PathBuf>,
-    /// Where to write (the customized initrd, or the archive alone).
+    /// Write a copy of this ISO (wyrcan.iso from scripts/build-iso) whose boot
+    /// entry loads the site archive; an ISO customized before gets new settings.
+    #[arg(long, value_name = "FILE")]
+    pub iso: Option<PathBuf>,
+    /// Where to write (the customized initrd or ISO, or the archive alone).
     #[arg(short, long, value_name = "FILE", required_unless_present = "show")]
     pub output: Option<PathBuf>,
     /// Default image (wyrcan.img on the cmdline still wins).
@@ -74,6 +83,26 @@ pub fn run(a: CustomizeArgs) -> Result<()> {
     let archive = compressed(&contents)?;
     let mut staged = Staged::new();
     let out = staged.add(&output)?;
+    if let Some(iso) = &a.iso {
+        let bytes = std::fs::read(iso).with_context(|| format!("reading {}", iso.display()))?;
+        let (custom, replaced) =
+            customize_iso(bytes, &archive).with_context(|| format!("{}", iso.display()))?;
+        staged
+            .file(out)
+            .write_all(&custom)
+            .context("writing the ISO")?;
+        staged.commit()?;
+        eprintln!(
+            "wrote {} ({}; mode 0600: it holds credentials, keep it private)",
+            output.display(),
+            if replaced {
+                "the ISO with new site settings, replacing its earlier ones"
+            } else {
+                "the ISO with site settings"
+            }
+        );
+        return Ok(());
+    }
     if let Some(initrd) = &a.initrd {
         let base =
             std::fs::read(initrd).with_context(|| format!("reading {}", initrd.display()))?;
@@ -181,8 +210,63 @@ pub fn compressed(c: &Contents) -> Result<Vec<u8>> {
     Ok(gz.finish()?)
 }
 
-/// The last site archive in `bytes` (an initrd or an archive alone): every
-/// gzip member is tried, from the end, until one holds `config.json`.
+/// `iso` with `archive` in its site area; true if the area held settings
+/// already (they are replaced whole: the rest of the area is zeroed).
+/// Refuses an area holding anything else, and an ISO whose initrd carries
+/// settings itself (the two archives' files would mix at boot).
+fn customize_iso(mut iso: Vec<u8>, archive: &[u8]) -> Result<(Vec<u8>, bool)> {
+    let area = site_area::find(&iso)?;
+    let replaced = match area_contents(&iso, &area) {
+        AreaContents::Empty => false,
+        AreaContents::Settings => true,
+        AreaContents::Other => bail!(
+            "the site area at offset {} holds something other than Wyrcan site settings: \
+             refusing to overwrite it (rebuild the ISO with scripts/build-iso)",
+            area.offset
+        ),
+    };
+    let range = area.range();
+    if find(&iso[..range.start]).is_some() || find(&iso[range.end..]).is_some() {
+        bail!(
+            "its wyrcan.initrd already carries site settings (built from a customized initrd): \
+             rebuild the ISO from the original wyrcan.initrd (settings of two archives would mix)"
+        );
+    }
+    site_area::write(&mut iso, &area, archive)?;
+    Ok((iso, replaced))
+}
+
+/// What the payload of a site area holds.
+#[derive(Debug, PartialEq, Eq)]
+enum AreaContents {
+    /// Zeros: not customized.
+    Empty,
+    /// A site archive, then zeros.
+    Settings,
+    /// Anything else.
+    Other,
+}
+
+fn area_contents(iso: &[u8], area: &Area) -> AreaContents {
+    let payload = &iso[area.payload()];
+    if payload.iter().all(|&b| b == 0) {
+        return AreaContents::Empty;
+    }
+    let mut gz = flate2::bufread::GzDecoder::new(payload);
+    let mut cpio = Vec::new();
+    if (&mut gz).take(16 << 20).read_to_end(&mut cpio).is_err() {
+        return AreaContents::Other;
+    }
+    let rest = gz.into_inner();
+    match site::read_archive(&cpio) {
+        Ok(Some(_)) if rest.iter().all(|&b| b == 0) => AreaContents::Settings,
+        _ => AreaContents::Other,
+    }
+}
+
+/// The last site archive in `bytes` (an initrd, an ISO or an archive
+/// alone): every gzip member is tried, from the end, until one holds
+/// `config.json`.
 fn find(bytes: &[u8]) -> Option<Contents> {
     let starts: Vec<usize> = bytes
         .windows(3)
@@ -208,6 +292,14 @@ fn find(bytes: &[u8]) -> Option<Contents> {
 
 fn show(bytes: &[u8], file: &Path, out: &mut dyn Write) -> Result<()> {
     let Some(c) = find(bytes) else {
+        if site_area::find(bytes).is_ok() {
+            bail!(
+                "{} holds no Wyrcan site settings (an ISO whose site area is empty: \
+                 wyrcan customize --iso {} -o OUT writes them)",
+                file.display(),
+                file.display()
+            );
+        }
         bail!(
             "{} holds no Wyrcan site settings (not written by wyrcan customize)",
             file.display()
@@ -310,6 +402,169 @@ mod tests {
         assert!(
             e.to_string().contains("holds no Wyrcan site settings"),
             "{e}"
+        );
+    }
+
+    fn noise(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Stands in for wyrcan.iso: other bytes (a zstd initrd among them),
+    /// the area, more bytes.
+    fn fake_iso(area_size: usize) -> (Vec<u8>, usize) {
+        let mut iso = noise(300_000, 11);
+        iso.extend(zstd::encode_all(&noise(5000, 3)[..], 3).unwrap());
+        let offset = iso.len();
+        iso.extend(site_area::placeholder(area_size));
+        iso.extend(noise(200_000, 13));
+        (iso, offset)
+    }
+
+    fn customize(iso: &Path, out: &Path, extra: &[&str]) -> Result<()> {
+        let mut argv = vec!["--iso", iso.to_str().unwrap()];
+        argv.extend_from_slice(extra);
+        let mut a = args(&argv);
+        a.output = Some(out.to_path_buf());
+        run(a)
+    }
+
+    fn shown(bytes: &[u8]) -> Result<String> {
+        let mut out = Vec::new();
+        show(bytes, Path::new("f.iso"), &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn an_iso_gets_the_settings_in_its_site_area_and_nowhere_else() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, offset) = fake_iso(site_area::AREA_SIZE);
+        let plain_path = dir.path().join("wyrcan.iso");
+        std::fs::write(&plain_path, &plain).unwrap();
+        let e = shown(&plain).unwrap_err().to_string();
+        assert!(
+            e.contains("holds no Wyrcan site settings (an ISO whose site area is empty"),
+            "{e}"
+        );
+
+        let custom_path = dir.path().join("custom.iso");
+        customize(&plain_path, &custom_path, &["--image", "reg.lan/os:1"]).unwrap();
+        let custom = std::fs::read(&custom_path).unwrap();
+        let mode = std::fs::metadata(&custom_path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(custom.len(), plain.len());
+        let area = site_area::find(&custom).unwrap();
+        assert_eq!(area.offset, offset);
+        let differ: Vec<usize> = (0..plain.len())
+            .filter(|&i| plain[i] != custom[i])
+            .collect();
+        assert!(!differ.is_empty());
+        assert!(
+            differ.iter().all(|i| area.payload().contains(i)),
+            "bytes outside the area's payload changed"
+        );
+        assert_eq!(
+            shown(&custom).unwrap(),
+            "image: reg.lan/os:1\nauth: (none)\n"
+        );
+        assert_eq!(area_contents(&custom, &area), AreaContents::Settings);
+
+        // Reproducible; customizing again replaces the settings whole.
+        let again = dir.path().join("again.iso");
+        customize(&plain_path, &again, &["--image", "reg.lan/os:1"]).unwrap();
+        assert!(std::fs::read(&again).unwrap() == custom, "two runs differ");
+        let twice = dir.path().join("twice.iso");
+        customize(&custom_path, &twice, &["--arg", "quiet"]).unwrap();
+        let direct = dir.path().join("direct.iso");
+        customize(&plain_path, &direct, &["--arg", "quiet"]).unwrap();
+        let twice = std::fs::read(&twice).unwrap();
+        assert!(
+            twice == std::fs::read(&direct).unwrap(),
+            "the old settings left traces"
+        );
+        assert_eq!(
+            shown(&twice).unwrap(),
+            "image: (none)\narg: quiet\nauth: (none)\n"
+        );
+        // In place, too (the output is renamed over the input).
+        customize(&plain_path, &plain_path, &["--image", "reg.lan/os:1"]).unwrap();
+        assert!(std::fs::read(&plain_path).unwrap() == custom);
+    }
+
+    #[test]
+    fn an_iso_without_a_usable_area_is_refused() {
+        let c = contents(&args(&["--image", "reg.lan/os:1"])).unwrap();
+        let archive = compressed(&c).unwrap();
+
+        let e = customize_iso(noise(100_000, 5), &archive).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "not a Wyrcan ISO with a site area: rebuild it with scripts/build-iso"
+        );
+
+        // Something else in the area (a fragmented file, another tool).
+        let (mut iso, offset) = fake_iso(8192);
+        let area = site_area::find(&iso).unwrap();
+        iso[area.payload().start + 100] = 1;
+        let e = format!("{:#}", customize_iso(iso, &archive).unwrap_err());
+        assert!(
+            e.contains(&format!(
+                "site area at offset {offset} holds something other"
+            )),
+            "{e}"
+        );
+        // A site archive followed by other bytes is "something else" too.
+        let (iso, _) = fake_iso(8192);
+        let (mut iso, _) = customize_iso(iso, &archive).unwrap();
+        iso[area.payload().end - 1] = 1;
+        assert!(customize_iso(iso, &archive).is_err());
+
+        // Settings in the ISO's initrd already: they would mix.
+        let (mut iso, _) = fake_iso(8192);
+        iso.splice(1000..1000, archive.iter().copied());
+        let e = format!("{:#}", customize_iso(iso, &archive).unwrap_err());
+        assert!(
+            e.contains("its wyrcan.initrd already carries site settings"),
+            "{e}"
+        );
+
+        // Too big for the area: both sizes named, nothing written.
+        let (iso, _) = fake_iso(1024);
+        let room = 1024 - site_area::head(1024).len();
+        let e = format!("{:#}", customize_iso(iso, &noise(2000, 1)).unwrap_err());
+        assert!(
+            e.contains(&format!(
+                "take 2000 bytes compressed, but the ISO's site area holds {room}"
+            )),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small.iso");
+        std::fs::write(&small, fake_iso(600).0).unwrap();
+        let out = dir.path().join("out.iso");
+        let e = format!(
+            "{:#}",
+            customize(&small, &out, &["--image", "reg.lan/os:1"]).unwrap_err()
+        );
+        assert!(
+            e.starts_with(&format!("{}: the site settings take", small.display())),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "an output was left"
         );
     }
 

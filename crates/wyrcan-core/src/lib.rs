@@ -16,5 +16,6 @@ pub mod modules;
 pub mod proxy;
 pub mod reference;
 pub mod site;
+pub mod site_area;
 pub mod tar;
 pub mod tree;

@@ -25,7 +25,7 @@ const MANIFEST: &[u8] =
     br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// `Client::fetch_blob_bytes` refuses blobs over 64 MiB (a private limit of
-/// src/registry.rs).
+/// src/registry/download.rs).
 const MAX_BLOB_IN_MEMORY: u64 = 64 << 20;
 
 /// A client for `SERVER/test/img:latest` with these options.

@@ -27,7 +27,6 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,11 +35,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 use wyrcan_core::digest::Digest;
 
 use common::image::{push_blob, push_manifest, Blob, OCI_CONFIG, OCI_MANIFEST};
-use common::oracle::{compare, FileKind, Node, Snapshot};
+use common::oracle::{compare, node_at, FileKind, Snapshot};
 use common::registry::{self, Registry};
 
 /// What happened to one corpus file.
@@ -577,54 +575,9 @@ fn walk(root: &Path, rel: &Path, key: &str, out: &mut Snapshot) {
         } else {
             format!("{key}/{}", escaped(&name))
         };
-        let full = root.join(&rel);
-        let meta = fs::symlink_metadata(&full).unwrap();
-        let ft = meta.file_type();
-        let kind = if ft.is_file() {
-            FileKind::File
-        } else if ft.is_dir() {
-            FileKind::Dir
-        } else if ft.is_symlink() {
-            FileKind::Symlink
-        } else if ft.is_char_device() {
-            FileKind::Char
-        } else if ft.is_block_device() {
-            FileKind::Block
-        } else if ft.is_fifo() {
-            FileKind::Fifo
-        } else {
-            FileKind::Socket
-        };
-        let (size, sha256) = if kind == FileKind::File {
-            let data = fs::read(&full).unwrap();
-            (
-                Some(meta.len()),
-                Some(format!("{:x}", Sha256::digest(&data))),
-            )
-        } else {
-            (None, None)
-        };
-        let rdev = meta.rdev();
-        let node = Node {
-            kind,
-            perm: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            size,
-            sha256,
-            target: (kind == FileKind::Symlink)
-                .then(|| escaped(fs::read_link(&full).unwrap().as_os_str())),
-            rdev: matches!(kind, FileKind::Char | FileKind::Block).then(|| {
-                (
-                    (((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)) as u32,
-                    ((rdev & 0xff) | ((rdev >> 12) & !0xff)) as u32,
-                )
-            }),
-            mtime: (kind != FileKind::Dir).then(|| meta.mtime()),
-            // `compare` groups hardlinks by inode itself.
-            link_group: None,
-            inode: (meta.dev(), meta.ino()),
-        };
+        // `compare` groups hardlinks by inode itself.
+        let node = node_at(&root.join(&rel), escaped);
+        let kind = node.kind;
         out.insert(key.clone(), node);
         if kind == FileKind::Dir {
             walk(root, &rel, &key, out);

@@ -87,13 +87,33 @@ impl Loader for FakeLoader {
                 detail: "connection refused".into(),
             }));
         }
-        Ok(Prepared {
-            kernel: sys.memfd("kernel")?,
-            initrd: sys.memfd("initrd")?,
-            cmdline: cfg.args.join(" "),
-            unpacked: 0,
-        })
+        prepared(sys, cfg)
     }
+}
+
+/// A tiny kernel and initrd, the next cmdline being the image's args.
+fn prepared(sys: &dyn Sys, cfg: &BootConfig) -> Result<Prepared> {
+    Ok(Prepared {
+        kernel: sys.memfd("kernel")?,
+        initrd: sys.memfd("initrd")?,
+        cmdline: cfg.args.join(" "),
+        unpacked: 0,
+    })
+}
+
+/// `img` (with `args` and `insecure`) stored in the machine's EFI variable.
+fn store_in_efi(sys: &FakeSys, img: &str, args: &[&str], insecure: &[&str]) {
+    let stored = StoredConfig {
+        img: img.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        insecure: insecure.iter().map(|s| s.to_string()).collect(),
+        ip: vec![],
+        nameservers: vec![],
+    };
+    sys.put(
+        config::efivars().join(efivar::file_name()),
+        &stored.to_file(),
+    );
 }
 
 fn settings() -> Settings {
@@ -172,17 +192,7 @@ fn already_mounted_filesystems_are_not_errors() {
 fn a_cmdline_that_is_not_utf8_still_boots_the_typed_image() {
     let sys = machine(b"console=ttyS0 caf\xe9=1 wyrcan.img=busybox");
     with_efi(&sys);
-    let stored = StoredConfig {
-        img: "from-efi".into(),
-        args: vec![],
-        insecure: vec![],
-        ip: vec![],
-        nameservers: vec![],
-    };
-    sys.put(
-        config::efivars().join(efivar::file_name()),
-        &stored.to_file(),
-    );
+    store_in_efi(&sys, "from-efi", &[], &[]);
     let loader = FakeLoader::default();
     flow(&sys, &FakeTerm::default(), &loader);
     assert_eq!(
@@ -215,16 +225,11 @@ fn no_image_shows_the_help_and_reboots_after_enter() {
 fn the_stored_image_boots_when_the_cmdline_names_none() {
     let sys = machine(b"console=ttyS0");
     with_efi(&sys);
-    let stored = StoredConfig {
-        img: "10.0.2.100:5000/os:2".into(),
-        args: vec!["quiet".into()],
-        insecure: vec!["10.0.2.100:5000".into()],
-        ip: vec![],
-        nameservers: vec![],
-    };
-    sys.put(
-        config::efivars().join(efivar::file_name()),
-        &stored.to_file(),
+    store_in_efi(
+        &sys,
+        "10.0.2.100:5000/os:2",
+        &["quiet"],
+        &["10.0.2.100:5000"],
     );
     let loader = FakeLoader::default();
     flow(&sys, &FakeTerm::default(), &loader);
@@ -428,12 +433,7 @@ impl Loader for PullSpy {
             "{} args={:?} creds={:?} cas={:?}",
             cfg.image, cfg.args, cfg.pull.credentials, cfg.pull.ca_files
         ));
-        Ok(Prepared {
-            kernel: sys.memfd("kernel")?,
-            initrd: sys.memfd("initrd")?,
-            cmdline: cfg.args.join(" "),
-            unpacked: 0,
-        })
+        prepared(sys, cfg)
     }
 }
 
@@ -467,17 +467,7 @@ fn the_cmdline_image_wins_and_keeps_the_site_secrets() {
 fn the_efi_image_wins_over_the_site_image() {
     let sys = customized(b"console=ttyS0");
     with_efi(&sys);
-    let stored = StoredConfig {
-        img: "stored:3".into(),
-        args: vec![],
-        insecure: vec![],
-        ip: vec![],
-        nameservers: vec![],
-    };
-    sys.put(
-        config::efivars().join(efivar::file_name()),
-        &stored.to_file(),
-    );
+    store_in_efi(&sys, "stored:3", &[], &[]);
     let seen = spy_flow(&sys);
     assert_eq!(seen.len(), 1);
     assert!(

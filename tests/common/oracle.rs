@@ -288,51 +288,58 @@ fn walk(root: &Path, rel: &str, out: &mut Snapshot) {
             format!("{rel}/{name}")
         };
         let full = root.join(&path);
-        let meta = fs::symlink_metadata(&full).unwrap();
-        let ft = meta.file_type();
-        let kind = if ft.is_file() {
-            FileKind::File
-        } else if ft.is_dir() {
-            FileKind::Dir
-        } else if ft.is_symlink() {
-            FileKind::Symlink
-        } else if ft.is_char_device() {
-            FileKind::Char
-        } else if ft.is_block_device() {
-            FileKind::Block
-        } else if ft.is_fifo() {
-            FileKind::Fifo
-        } else {
-            FileKind::Socket
-        };
-        let (size, sha256) = if kind == FileKind::File {
-            let data = fs::read(&full).unwrap();
-            (
-                Some(meta.len()),
-                Some(format!("{:x}", Sha256::digest(&data))),
-            )
-        } else {
-            (None, None)
-        };
-        let node = Node {
-            kind,
-            perm: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            size,
-            sha256,
-            target: (kind == FileKind::Symlink)
-                .then(|| fs::read_link(&full).unwrap().to_string_lossy().into_owned()),
-            rdev: matches!(kind, FileKind::Char | FileKind::Block)
-                .then(|| (major(meta.rdev()), minor(meta.rdev()))),
-            mtime: (kind != FileKind::Dir).then(|| meta.mtime()),
-            link_group: None,
-            inode: (meta.dev(), meta.ino()),
-        };
+        let node = node_at(&full, |t| t.to_string_lossy().into_owned());
+        let kind = node.kind;
         out.insert(path.clone(), node);
         if kind == FileKind::Dir {
             walk(root, &path, out);
         }
+    }
+}
+
+/// The node of the file at `full` (not following a symlink), its link
+/// target written by `target_text`; `link_group` is left to the caller.
+pub fn node_at(full: &Path, target_text: fn(&std::ffi::OsStr) -> String) -> Node {
+    let meta = fs::symlink_metadata(full).unwrap();
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        FileKind::File
+    } else if ft.is_dir() {
+        FileKind::Dir
+    } else if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_char_device() {
+        FileKind::Char
+    } else if ft.is_block_device() {
+        FileKind::Block
+    } else if ft.is_fifo() {
+        FileKind::Fifo
+    } else {
+        FileKind::Socket
+    };
+    let (size, sha256) = if kind == FileKind::File {
+        let data = fs::read(full).unwrap();
+        (
+            Some(meta.len()),
+            Some(format!("{:x}", Sha256::digest(&data))),
+        )
+    } else {
+        (None, None)
+    };
+    Node {
+        kind,
+        perm: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        size,
+        sha256,
+        target: (kind == FileKind::Symlink)
+            .then(|| target_text(fs::read_link(full).unwrap().as_os_str())),
+        rdev: matches!(kind, FileKind::Char | FileKind::Block)
+            .then(|| (major(meta.rdev()), minor(meta.rdev()))),
+        mtime: (kind != FileKind::Dir).then(|| meta.mtime()),
+        link_group: None,
+        inode: (meta.dev(), meta.ino()),
     }
 }
 

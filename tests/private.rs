@@ -13,10 +13,10 @@ mod vmharness;
 use std::time::Duration;
 
 use common::connect_proxy::ConnectProxy;
-use common::image::{push, Entry, Image, Layer};
+use common::image::push;
 use common::registry::Registry;
 use common::{assert_success, wyrcan};
-use vmharness::{artifact, bootable, Net, Vm, VmConfig, BOOT};
+use vmharness::{artifact, bootable_showing_booted, Net, Vm, VmConfig, BOOT};
 
 const USER: &str = "operator";
 const PASS: &str = "Reg1stry-s3cret";
@@ -24,27 +24,6 @@ const PROXY_USER: &str = "proxyuser";
 const PROXY_PASS: &str = "Pr0xy-s3cret";
 /// The registry's name: only the proxy resolves it.
 const NAME: &str = "registry.test";
-
-/// [`bootable`] whose `/init` also prints its `/etc/wyrcan/booted.json`.
-fn image(mark: &str) -> Image {
-    let mut image = bootable(mark);
-    let init = format!(
-        "#!/bin/sh\n\
-         export PATH=/bin\n\
-         busybox mkdir -p /proc\n\
-         busybox mount -t proc proc /proc\n\
-         echo \"CONTAINER-MARKER {mark}\"\n\
-         echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
-         echo \"UNAME=$(busybox uname -r)\"\n\
-         echo \"BOOTED=$(busybox tr -d '\\n' < /etc/wyrcan/booted.json)\"\n\
-         echo \"CONTAINER-DONE\"\n\
-         busybox poweroff -f\n"
-    );
-    image
-        .layers
-        .push(Layer::new(vec![Entry::file("init", init).mode(0o755)]));
-    image
-}
 
 /// The site's registry and proxy, and a VM booting Wyrcan customized with
 /// `password` for the registry (the right one or not).
@@ -60,7 +39,12 @@ struct Site {
 fn site(name: &str, password: &str) -> Site {
     let registry = Registry::start_tls_basic(USER, PASS);
     let proxy = ConnectProxy::with_auth(&[NAME], PROXY_USER, PROXY_PASS);
-    push(&registry, "private/os", "v1", &image("private"));
+    push(
+        &registry,
+        "private/os",
+        "v1",
+        &bootable_showing_booted("private"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("auth.json");
     let host = format!("{NAME}:{}", registry.port());
@@ -88,6 +72,9 @@ fn site(name: &str, password: &str) -> Site {
         registry.ca_path().unwrap().to_str().unwrap(),
         "--proxy",
         &proxy_url,
+        // Kernel messages would interleave with the container's lines.
+        "--arg",
+        "quiet",
     ]);
     assert_success(&out, "wyrcan customize");
     let proxy_port: u16 = proxy.addr().rsplit(':').next().unwrap().parse().unwrap();
@@ -137,12 +124,10 @@ fn a_private_image_through_a_proxy_with_credentials_only_in_the_boot_media() {
         "{}",
         container.cmdline
     );
-    let booted = log
-        .lines()
-        .find_map(|l| l.split_once("BOOTED=").map(|x| x.1.to_string()))
-        .expect("no BOOTED= line");
+    let booted = vm.printed("BOOTED=");
     assert!(!booted.contains("s3cret"), "{booted}");
-    let b: serde_json::Value = serde_json::from_str(booted.trim()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&booted)
+        .unwrap_or_else(|e| panic!("{e}: {booted:?}\n--- console ---\n{log}"));
     assert_eq!(b["reference"], image_ref.as_str());
     // Every request of the guest went through the proxy, tunnelled.
     assert!(

@@ -10,32 +10,13 @@ mod vmharness;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::image::{push, Entry, Image, Layer};
+use common::image::push;
 use common::registry::Registry;
 use common::{assert_success, wyrcan};
-use vmharness::{artifact, bootable, test_kernel, Net, Vm, VmConfig, BOOT, GUEST_REGISTRY};
-
-/// [`bootable`] whose `/init` also prints `/etc/wyrcan/booted.json` on one line.
-fn bootable_showing_booted(mark: &str) -> Image {
-    let mut image = bootable(mark);
-    let init = format!(
-        "#!/bin/sh\n\
-         export PATH=/bin\n\
-         busybox mkdir -p /proc\n\
-         busybox mount -t proc proc /proc\n\
-         echo \"CONTAINER-MARKER {mark}\"\n\
-         echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
-         echo \"UNAME=$(busybox uname -r)\"\n\
-         echo \"BOOTED=$(busybox tr -d '\\n' < /etc/wyrcan/booted.json)\"\n\
-         echo \"SITE=$(busybox ls /etc/wyrcan)\"\n\
-         echo \"CONTAINER-DONE\"\n\
-         busybox poweroff -f\n"
-    );
-    image
-        .layers
-        .push(Layer::new(vec![Entry::file("init", init).mode(0o755)]));
-    image
-}
+use vmharness::{
+    artifact, bootable, bootable_showing_booted, test_kernel, Net, Vm, VmConfig, BOOT,
+    GUEST_REGISTRY,
+};
 
 /// `wyrcan customize` with `args`, checked to succeed.
 fn customize(args: &[&str]) {
@@ -81,6 +62,9 @@ fn a_customized_initrd_boots_the_site_image_and_records_it() {
         GUEST_REGISTRY,
         "--arg",
         "site=1",
+        // Kernel messages would interleave with the container's lines.
+        "--arg",
+        "quiet",
     ]);
     // Nothing on the cmdline but the console.
     let mut vm = vm("site-initrd", &registry, &custom, "");
@@ -93,15 +77,7 @@ fn a_customized_initrd_boots_the_site_image_and_records_it() {
         container.cmdline
     );
     // Printed before CONTAINER-DONE, so already in the log.
-    let log = vm.log();
-    let field = |name: &str| -> String {
-        let line = log
-            .lines()
-            .find(|l| l.contains(name))
-            .unwrap_or_else(|| panic!("no {name} in the console log:\n{log}"));
-        line.split_once(name).unwrap().1.trim().to_string()
-    };
-    let json = field("BOOTED=");
+    let json = vm.printed("BOOTED=");
     let json = json.as_str();
     let b: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
     assert_eq!(b["reference"], image.as_str());
@@ -119,7 +95,7 @@ fn a_customized_initrd_boots_the_site_image_and_records_it() {
     let seen = container.cmdline.split_once("CMDLINE=").map_or("", |c| c.1);
     assert_eq!(b["cmdline"], seen.trim());
     // The booted system gets the record, never the site's other files.
-    assert_eq!(field("SITE="), "booted.json");
+    assert_eq!(vm.printed("SITE="), "booted.json");
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 

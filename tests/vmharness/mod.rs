@@ -370,6 +370,17 @@ impl Vm {
         self.log.lock().unwrap().clone()
     }
 
+    /// What follows `name` (e.g. `BOOTED=`) on the first console line that
+    /// has it, trimmed; fails the test when no line has it.
+    pub fn printed(&self, name: &str) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{}: no {name} on the console:\n{log}", self.name));
+        line.split_once(name).map_or("", |x| x.1).trim().to_string()
+    }
+
     /// Wait for a line containing `needle`; returns (time since start, line).
     /// Panics with the console log on timeout or VM exit.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> (Duration, String) {
@@ -577,6 +588,30 @@ pub fn bootable(mark: &str) -> Image {
             Entry::file("init", init).mode(0o755),
         ]),
     ])
+}
+
+/// [`bootable`] whose `/init` also prints `/etc/wyrcan/booted.json` on one
+/// line (`BOOTED=`) and what else is in `/etc/wyrcan` (`SITE=`): read
+/// them with [`Vm::printed`].
+pub fn bootable_showing_booted(mark: &str) -> Image {
+    let mut image = bootable(mark);
+    let init = format!(
+        "#!/bin/sh\n\
+         export PATH=/bin\n\
+         busybox mkdir -p /proc\n\
+         busybox mount -t proc proc /proc\n\
+         echo \"CONTAINER-MARKER {mark}\"\n\
+         echo \"CMDLINE=$(busybox cat /proc/cmdline)\"\n\
+         echo \"UNAME=$(busybox uname -r)\"\n\
+         echo \"BOOTED=$(busybox tr -d '\\n' < /etc/wyrcan/booted.json)\"\n\
+         echo \"SITE=$(busybox ls /etc/wyrcan)\"\n\
+         echo \"CONTAINER-DONE\"\n\
+         busybox poweroff -f\n"
+    );
+    image
+        .layers
+        .push(Layer::new(vec![Entry::file("init", init).mode(0o755)]));
+    image
 }
 
 /// Boots Wyrcan's kernel + initrd directly, networked to `registry` (see

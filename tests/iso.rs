@@ -15,62 +15,20 @@
 mod common;
 mod vmharness;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use common::image::push;
 use common::registry::Registry;
-use vmharness::{
-    artifact, bootable, iso_vm, ovmf_vars, repo, test_kernel, Media, BOOT, GUEST_REGISTRY,
-};
+use vmharness::media::{build_iso, customize, ovmf_vars};
+use vmharness::{artifact, bootable, iso_vm, repo, test_kernel, Media, BOOT, GUEST_REGISTRY};
 use wyrcan_core::efivar::{self, StoredConfig};
 use wyrcan_core::site_area;
-
-/// Runs `scripts/build-iso --out DIR/NAME.iso [--cmdline CMDLINE]`.
-fn build_iso(dir: &Path, name: &str, cmdline: &str) -> PathBuf {
-    artifact("wyrcan.kernel");
-    artifact("wyrcan.initrd");
-    let out = dir.join(format!("{name}.iso"));
-    let mut child = Command::new(repo().join("scripts/build-iso"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--cmdline", cmdline])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("running scripts/build-iso");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("scripts/build-iso ran over 300 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "scripts/build-iso failed ({status})");
-    out
-}
 
 /// The cmdline that boots `repo:tag` from the test registry.
 fn image_args(repo_tag: &str) -> String {
     format!("wyrcan.img={GUEST_REGISTRY}/{repo_tag} wyrcan.insecure={GUEST_REGISTRY}")
-}
-
-/// `wyrcan customize --iso ISO -o OUT ARGS…`, which must succeed.
-fn customize_iso(iso: &Path, out: &Path, args: &[&str]) {
-    let mut argv = vec![
-        "customize",
-        "--iso",
-        iso.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    argv.extend_from_slice(args);
-    common::assert_success(&common::wyrcan(&argv), "customize --iso");
 }
 
 /// Fails if the kernel could not unpack the initrds (the site area's
@@ -303,7 +261,8 @@ fn customized_iso_boots_the_site_default_image() {
     let plain = build_iso(tmp.path(), "plain", "");
     let site = tmp.path().join("site.iso");
     let image = format!("{GUEST_REGISTRY}/iso/site:v1");
-    customize_iso(
+    customize(
+        "--iso",
         &plain,
         &site,
         &[
@@ -444,8 +403,8 @@ fn iso_is_reproducible_with_an_esp_in_its_gpt() {
     let c1 = tmp.path().join("c1.iso");
     let c2 = tmp.path().join("c2.iso");
     let settings = ["--image", "example.org/site:1", "--arg", "quiet"];
-    customize_iso(&a, &c1, &settings);
-    customize_iso(&a, &c2, &settings);
+    customize("--iso", &a, &c1, &settings);
+    customize("--iso", &a, &c2, &settings);
     let custom = std::fs::read(&c1).unwrap();
     assert!(
         custom == std::fs::read(&c2).unwrap(),

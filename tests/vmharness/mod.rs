@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use crate::common::image::{Entry, Image, Layer};
 use crate::common::registry::Registry;
 
+pub mod media;
+
 /// Address of the registry as the guest sees it.
 pub const GUEST_REGISTRY: &str = "10.0.2.100:5000";
 
@@ -188,15 +190,6 @@ impl VmConfig {
             ..VmConfig::default()
         }
     }
-}
-
-/// A fresh copy of OVMF's variable store for one test (reused across the
-/// boots of that test to keep variables).
-pub fn ovmf_vars(dir: &Path) -> PathBuf {
-    let p = dir.join("OVMF_VARS.fd");
-    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &p)
-        .expect("copying OVMF_VARS_4M.fd (package ovmf)");
-    p
 }
 
 /// A running VM.

@@ -19,3 +19,4 @@ pub mod site;
 pub mod site_area;
 pub mod tar;
 pub mod tree;
+pub mod trust;

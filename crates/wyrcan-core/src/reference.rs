@@ -302,7 +302,7 @@ fn split_registry(s: &str) -> (&str, Cow<'_, str>) {
 }
 
 /// `host` (DNS-ish name, IPv4, or `[ipv6]`) followed by an optional `:port`.
-fn is_domain_and_port(s: &str) -> bool {
+pub(crate) fn is_domain_and_port(s: &str) -> bool {
     let (host_ok, port) = if let Some(rest) = s.strip_prefix('[') {
         // Only hex digits and ':' inside the brackets: zone ids (`%eth0`) and
         // IPv4-mapped forms are deliberately refused upstream.
@@ -323,7 +323,7 @@ fn is_domain_and_port(s: &str) -> bool {
 }
 
 /// `[a-zA-Z0-9]` or `[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`.
-fn is_domain_component(c: &str) -> bool {
+pub(crate) fn is_domain_component(c: &str) -> bool {
     let b = c.as_bytes();
     match (b.first(), b.last()) {
         (Some(f), Some(l)) => {
@@ -336,7 +336,7 @@ fn is_domain_component(c: &str) -> bool {
 }
 
 /// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`.
-fn is_path_component(c: &str) -> bool {
+pub(crate) fn is_path_component(c: &str) -> bool {
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let b = c.as_bytes();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {

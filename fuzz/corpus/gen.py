@@ -11,6 +11,8 @@ of it) and GNU tar's sparse formats (crates/wyrcan-core/tests/fixtures/tar/
 gen.sh makes the same files).
 dhcp: the target's client has MAC 02:00:00:00:00:01 and xid 7 and has just
 sent its DISCOVER, so an OFFER for it goes deepest; ACK/NAK still decode.
+tpm: TPM 2.0 responses to PCR_Read and PCR_Extend, good and refused.
+payload: not written here (its seeds are signed): see gen-payload.sh.
 """
 
 import io
@@ -153,6 +155,30 @@ def dhcp_seeds():
     yield "other-xid", dhcp(2, "10.0.2.15", opts=full, xid=0x12345678)
 
 
+def tpm_response(body, rc=0, tag=0x8001):
+    return struct.pack("!HII", tag, 10 + len(body), rc) + body
+
+
+def pcr_read(bitmap, digests, counter=42):
+    body = struct.pack("!II", counter, 1) + struct.pack("!HB", 0x000B, len(bitmap))
+    body += bytes(bitmap) + struct.pack("!I", len(digests))
+    for d in digests:
+        body += struct.pack("!H", len(d)) + d
+    return tpm_response(body)
+
+
+def tpm_seeds():
+    value = bytes(range(0xa0, 0xc0))
+    yield "read-pcr0", pcr_read([0x01, 0, 0], [value])
+    yield "read-pcr12", pcr_read([0, 0x10, 0], [value])
+    yield "read-pcr23", pcr_read([0, 0, 0x80], [value])
+    yield "read-unallocated", pcr_read([0, 0, 0], [])
+    # PCR_Extend's answer: no parameters, one password-session response.
+    yield "extend-ok", tpm_response(struct.pack("!IHBH", 0, 0, 1, 0), tag=0x8002)
+    yield "locality", tpm_response(b"", rc=0x907)
+    yield "auth-fail", tpm_response(b"", rc=0x98E, tag=0x8002)
+
+
 def write(sub, seeds):
     os.makedirs(os.path.join(HERE, sub), exist_ok=True)
     for name, data in seeds:
@@ -163,3 +189,4 @@ def write(sub, seeds):
 if __name__ == "__main__":
     write("flatten", flatten_seeds())
     write("dhcp", dhcp_seeds())
+    write("tpm", tpm_seeds())

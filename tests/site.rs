@@ -96,6 +96,9 @@ fn a_customized_initrd_boots_the_site_image_and_records_it() {
     assert_eq!(b["cmdline"], seen.trim());
     // The booted system gets the record, never the site's other files.
     assert_eq!(vm.printed("SITE="), "booted.json");
+    // No TPM in this VM: said, and the boot goes on unmeasured.
+    assert!(vm.log().contains("no TPM found: this boot is not measured"));
+    assert!(b.get("tpm").is_none() && b.get("policy").is_none(), "{b}");
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
 

@@ -66,6 +66,13 @@ pub struct CustomizeArgs {
     /// DNS server (as nameserver=; repeatable).
     #[arg(long, value_name = "ADDR")]
     pub nameserver: Vec<String>,
+    /// Trust policy, containers-policy.json(5): images it rejects are not
+    /// booted. The public keys it names are embedded too.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// TPM PCR to measure the boot into (as wyrcan.pcr; default 12).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=23))]
+    pub pcr: Option<u32>,
 }
 
 /// Run `wyrcan customize`.
@@ -183,6 +190,13 @@ fn contents(a: &CustomizeArgs) -> Result<Contents> {
             std::fs::read(path).with_context(|| format!("reading --ca {}", path.display()))?;
         cas.push((format!("{i:02}.pem"), pem));
     }
+    let (policy, keys) = match &a.policy {
+        Some(path) => {
+            let (p, k) = crate::cli::policy::embed(path)?;
+            (Some(p), k)
+        }
+        None => (None, Vec::new()),
+    };
     Ok(Contents {
         config: SiteConfig {
             version: site::VERSION,
@@ -193,9 +207,12 @@ fn contents(a: &CustomizeArgs) -> Result<Contents> {
             nameservers: a.nameserver.clone(),
             proxy: a.proxy.clone(),
             no_proxy: a.no_proxy.clone(),
+            pcr: a.pcr,
         },
         auth,
         cas,
+        policy,
+        keys,
     })
 }
 
@@ -342,6 +359,17 @@ fn show(bytes: &[u8], file: &Path, out: &mut dyn Write) -> Result<()> {
             if n == 1 { "" } else { "s" }
         )?;
     }
+    if let Some(pcr) = cfg.pcr {
+        writeln!(out, "pcr: {pcr}")?;
+    }
+    match &c.policy {
+        Some(p) => {
+            for line in crate::cli::policy::describe(p, &c.keys) {
+                writeln!(out, "policy: {line}")?;
+            }
+        }
+        None => writeln!(out, "policy: (none: every image is booted as served)")?,
+    }
     Ok(())
 }
 
@@ -361,6 +389,17 @@ mod tests {
             crate::cli::Cmd::Customize(c) => c,
             other => panic!("{other:?}"),
         }
+    }
+
+    fn args_err(extra: &[&str]) -> String {
+        use clap::Parser;
+        crate::cli::Opt::try_parse_from(
+            ["wyrcan", "customize", "-o", "x"]
+                .iter()
+                .chain(extra.iter()),
+        )
+        .unwrap_err()
+        .to_string()
     }
 
     #[test]
@@ -395,7 +434,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "image: reg.lan:5000/os:1\narg: quiet\nno-proxy: a.lan\nno-proxy: b.lan\nproxy: http://p:***@proxy.lan:3128\nauth: reg.lan:5000: user op, password ***\n"
+            "image: reg.lan:5000/os:1\narg: quiet\nno-proxy: a.lan\nno-proxy: b.lan\nproxy: http://p:***@proxy.lan:3128\nauth: reg.lan:5000: user op, password ***\npolicy: (none: every image is booted as served)\n"
         );
         assert!(!text.contains("hunter2") && !text.contains(":pw@"));
         let e = show(b"plain", Path::new("p"), &mut Vec::new()).unwrap_err();
@@ -476,7 +515,7 @@ mod tests {
         );
         assert_eq!(
             shown(&custom).unwrap(),
-            "image: reg.lan/os:1\nauth: (none)\n"
+            "image: reg.lan/os:1\nauth: (none)\npolicy: (none: every image is booted as served)\n"
         );
         assert_eq!(area_contents(&custom, &area), AreaContents::Settings);
 
@@ -495,7 +534,7 @@ mod tests {
         );
         assert_eq!(
             shown(&twice).unwrap(),
-            "image: (none)\narg: quiet\nauth: (none)\n"
+            "image: (none)\narg: quiet\nauth: (none)\npolicy: (none: every image is booted as served)\n"
         );
         // In place, too (the output is renamed over the input).
         customize(&plain_path, &plain_path, &["--image", "reg.lan/os:1"]).unwrap();
@@ -583,5 +622,63 @@ mod tests {
             let e = contents(&args(extra)).unwrap_err().to_string();
             assert!(e.starts_with(want), "{extra:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_policy_is_embedded_with_its_keys_under_etc_wyrcan_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("cosign.pub");
+        std::fs::write(
+            &key,
+            include_bytes!("../../crates/wyrcan-core/src/trust/testdata/p256.pub.pem"),
+        )
+        .unwrap();
+        let policy = dir.path().join("policy.json");
+        std::fs::write(
+            &policy,
+            format!(
+                r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"reg.lan/os":[{{"type":"sigstoreSigned","keyPaths":["{k}","{k}"]}}]}}}}}}"#,
+                k = key.display()
+            ),
+        )
+        .unwrap();
+        let mut a = args(&["--pcr", "15"]);
+        a.policy = Some(policy.clone());
+        let c = contents(&a).unwrap();
+        assert_eq!(c.keys.len(), 1, "one file per distinct key");
+        assert_eq!(c.keys[0].0, "0-cosign.pub");
+        let embedded = String::from_utf8(c.policy.clone().unwrap()).unwrap();
+        assert!(
+            embedded.contains("/etc/wyrcan/keys/0-cosign.pub"),
+            "{embedded}"
+        );
+        assert!(
+            !embedded.contains(&dir.path().display().to_string()),
+            "{embedded}"
+        );
+        let mut out = Vec::new();
+        show(&compressed(&c).unwrap(), Path::new("s"), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("pcr: 15\n"), "{text}");
+        assert!(text.contains("policy: default: reject\n"), "{text}");
+        assert!(
+            text.contains("sigstoreSigned by any of the keys (sha256:")
+                && text.contains("0-cosign.pub"),
+            "{text}"
+        );
+
+        // A key that is not a public key, and an unknown type: refused here.
+        std::fs::write(
+            &key,
+            b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", contents(&a).unwrap_err());
+        assert!(e.contains("private key"), "{e}");
+        std::fs::write(&policy, br#"{"default":[{"type":"acceptAll"}]}"#).unwrap();
+        let e = format!("{:#}", contents(&a).unwrap_err());
+        assert!(e.contains("acceptAll"), "{e}");
+        let e = args_err(&["--pcr", "24"]);
+        assert!(e.contains("24"), "{e}");
     }
 }

@@ -73,6 +73,9 @@ pub struct WriteArgs {
     /// may still differ).
     #[arg(long)]
     pub check: bool,
+    /// With --check: the image must pass this containers-policy.json(5).
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub policy: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
@@ -191,6 +194,10 @@ fn write(dir: &Path, w: &WriteArgs, input: &mut dyn BufRead, msg: &mut dyn Write
     if w.check {
         let opts = PullOptions {
             insecure: w.insecure.clone(),
+            policy: match &w.policy {
+                Some(p) => Some(super::policy::load(p)?),
+                None => None,
+            },
             ..PullOptions::default()
         };
         let reference = super::pull::reference(&w.image)?;

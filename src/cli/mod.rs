@@ -5,6 +5,8 @@
 
 pub mod customize;
 pub mod efi;
+pub mod inspect;
+pub mod policy;
 pub mod pull;
 
 use std::io::Write;
@@ -63,6 +65,9 @@ pub enum Cmd {
     /// Bake site settings (default image, registry credentials, CAs, proxy,
     /// network) into the boot media: an initrd, or an archive to load after it.
     Customize(customize::CustomizeArgs),
+    /// Show what IMAGE would boot, before a fleet reboots into it: digest,
+    /// platforms, layers, kernel, cmdline, RAM, and the policy's verdict.
+    Inspect(inspect::InspectArgs),
 }
 
 /// `wyrcan kexec`.
@@ -146,6 +151,7 @@ pub fn run(opt: Opt, progress: &Progress) -> Result<()> {
         Cmd::Boot => boot_cmd(),
         Cmd::Efi(a) => efi::run(a),
         Cmd::Customize(a) => customize::run(a),
+        Cmd::Inspect(a) => inspect::run(a, progress),
     }
 }
 
@@ -225,8 +231,9 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
 fn kexec_cmd(a: KexecArgs, progress: &Progress) -> Result<()> {
     let reference = pull::reference(&a.image)?;
     let opts = a.pull.options()?;
-    let prepared =
-        crate::boot::prepare(&LinuxSys, &a.image, &reference, &opts, &a.append, progress)?;
+    let prepared = crate::boot::prepare(
+        &LinuxSys, &a.image, &reference, &opts, &a.append, None, progress,
+    )?;
     crate::boot::load(&LinuxSys, &prepared)?;
     drop(prepared);
     if a.exec {

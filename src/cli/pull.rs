@@ -45,6 +45,10 @@ pub struct PullArgs {
     /// it): HOST, .DOMAIN, IP, CIDR (10.0.0.0/8), * ; each optionally :PORT.
     #[arg(long, value_name = "LIST")]
     pub no_proxy: Vec<String>,
+    /// Accept only images this containers-policy.json(5) accepts (cosign
+    /// signatures checked before any layer is downloaded).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Layers to download at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
@@ -106,6 +110,10 @@ impl PullArgs {
             jobs: self.jobs,
             tmpdir: self.tmpdir.clone(),
             max_entries: self.max_entries,
+            policy: match &self.policy {
+                Some(p) => Some(super::policy::load(p)?),
+                None => None,
+            },
             ..PullOptions::default()
         })
     }

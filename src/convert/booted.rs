@@ -66,6 +66,8 @@ pub fn record(r: &Resolved, facts: &Facts<'_>, kernel: &File) -> Result<Booted> 
         cmdline: facts.cmdline.to_string(),
         wyrcan_version: env!("CARGO_PKG_VERSION").to_string(),
         time: booted::rfc3339(now),
+        policy: r.verdict.clone(),
+        tpm: None,
     })
 }
 

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use wyrcan_core::cmdline::{EfiAction, WyrcanArgs};
@@ -13,7 +14,9 @@ use wyrcan_core::ipconfig::{self, IpConfig};
 use wyrcan_core::proxy::{self, ProxyUrl};
 use wyrcan_core::reference::Reference;
 use wyrcan_core::site::SiteConfig;
+use wyrcan_core::trust::Policy;
 
+use crate::boot::measure::{self, TpmPlan};
 use crate::pull::{CredentialSource, PullOptions};
 use crate::sys::{efivarfs, Sys};
 
@@ -57,6 +60,8 @@ pub struct BootConfig {
     pub source: Source,
     /// The settings as given, for storing in EFI NVRAM.
     pub raw: WyrcanArgs,
+    /// Measured boot: which PCR, and whether a TPM is required.
+    pub tpm: TpmPlan,
 }
 
 /// The pull options of the boot environment: no auth files, the bundled
@@ -124,6 +129,10 @@ pub fn validate(
         efi: args.efi,
         source,
         raw: args.clone(),
+        tpm: TpmPlan {
+            pcr: args.pcr.unwrap_or(measure::DEFAULT_PCR),
+            required: args.tpm_required,
+        },
     }))
 }
 
@@ -156,6 +165,8 @@ pub fn from_efi(
     merged.console = cmdline.console.clone();
     merged.efi = cmdline.efi;
     merged.proxy = cmdline.proxy.clone();
+    merged.pcr = cmdline.pcr;
+    merged.tpm_required = cmdline.tpm_required;
     validate(&with_defaults(&merged, site), Source::Efi, pull)
 }
 
@@ -191,6 +202,7 @@ pub fn site(sys: &dyn Sys, pull: &mut PullOptions) -> Result<Option<WyrcanArgs>>
     if !site.no_proxy.is_empty() {
         pull.no_proxy.clone_from(&site.no_proxy);
     }
+    pull.policy = site_policy(sys, dir)?;
     Ok(Some(WyrcanArgs {
         img: site.image,
         args: site.args,
@@ -198,8 +210,31 @@ pub fn site(sys: &dyn Sys, pull: &mut PullOptions) -> Result<Option<WyrcanArgs>>
         ip: site.ip,
         nameservers: site.nameservers,
         proxy: site.proxy,
+        pcr: site.pcr,
         ..WyrcanArgs::default()
     }))
+}
+
+/// The site's trust policy, its keys loaded from the archive: from here on
+/// an image it rejects is not booted, whichever source named it.
+fn site_policy(sys: &dyn Sys, dir: &Path) -> Result<Option<Arc<Policy>>> {
+    let path = dir.join("policy.json");
+    let bytes = match sys.read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("reading the site policy /etc/wyrcan/policy.json"),
+    };
+    let again = "customize the boot media again with a working --policy";
+    let mut policy = Policy::parse(&bytes)
+        .map_err(|e| anyhow!("the site policy /etc/wyrcan/policy.json: {e}: {again}"))?;
+    policy
+        .load_keys(|p| sys.read(Path::new(p)).map_err(|e| format!("{p}: {e}")))
+        .map_err(|e| anyhow!("the site policy /etc/wyrcan/policy.json: {e}: {again}"))?;
+    tracing::info!(
+        "trust policy: {}",
+        wyrcan_core::trust::describe(&policy).join("; ")
+    );
+    Ok(Some(Arc::new(policy)))
 }
 
 /// `args` with what it leaves unset taken from the site defaults: the
@@ -220,6 +255,9 @@ pub fn with_defaults(args: &WyrcanArgs, site: Option<&WyrcanArgs>) -> WyrcanArgs
     }
     if out.proxy.is_none() {
         out.proxy.clone_from(&site.proxy);
+    }
+    if out.pcr.is_none() {
+        out.pcr = site.pcr;
     }
     for i in &site.insecure {
         if !out.insecure.contains(i) {

@@ -101,7 +101,15 @@ impl Loader for Registry {
 
     fn prepare(&self, sys: &dyn Sys, cfg: &BootConfig, progress: &Progress) -> Result<Prepared> {
         let given = cfg.raw.img.as_deref().unwrap_or_default();
-        boot::prepare(sys, given, &cfg.image, &cfg.pull, &cfg.args, progress)
+        boot::prepare(
+            sys,
+            given,
+            &cfg.image,
+            &cfg.pull,
+            &cfg.args,
+            Some(&cfg.tpm),
+            progress,
+        )
     }
 }
 

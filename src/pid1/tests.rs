@@ -492,3 +492,98 @@ fn a_broken_site_config_is_reported_before_the_network() {
     );
     assert!(!sys.calls().iter().any(|c| c.starts_with("link_up")));
 }
+
+/// What the loader was given for trust: the policy (its rules) and the TPM plan.
+#[derive(Default)]
+struct TrustSpy(Mutex<Vec<String>>);
+
+impl Loader for TrustSpy {
+    fn check(&self, _: &BootConfig) -> Result<()> {
+        Ok(())
+    }
+    fn prepare(&self, sys: &dyn Sys, cfg: &BootConfig, _: &Progress) -> Result<Prepared> {
+        let policy = cfg
+            .pull
+            .policy
+            .as_ref()
+            .map(|p| wyrcan_core::trust::describe(p).join("; "));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("policy={policy:?} tpm={:?}", cfg.tpm));
+        prepared(sys, cfg)
+    }
+}
+
+const KEY: &[u8] = include_bytes!("../../crates/wyrcan-core/src/trust/testdata/p256.pub.pem");
+
+#[test]
+fn the_site_policy_and_pcr_reach_every_pull_and_the_cmdline_wins() {
+    let sys = customized(b"console=ttyS0 wyrcan.tpm=required");
+    let mut site: wyrcan_core::site::SiteConfig =
+        serde_json::from_slice(&sys.get("/etc/wyrcan/config.json").unwrap()).unwrap();
+    site.pcr = Some(15);
+    sys.put("/etc/wyrcan/config.json", &site.to_json());
+    sys.put(
+        "/etc/wyrcan/policy.json",
+        br#"{"default":[{"type":"reject"}],"transports":{"docker":{"reg.lan:5000/site":[{"type":"sigstoreSigned","keyPath":"/etc/wyrcan/keys/0-k.pub"}]}}}"#,
+    );
+    sys.put("/etc/wyrcan/keys/0-k.pub", KEY);
+    let spy = TrustSpy::default();
+    let (parsed, _) = early(&sys);
+    run(&sys, &FakeTerm::default(), &spy, parsed, &settings());
+    let seen = spy.0.into_inner().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("reg.lan:5000/site"), "{seen:?}");
+    assert!(seen[0].contains("pcr: 15, required: true"), "{seen:?}");
+
+    // wyrcan.pcr on the cmdline wins over the site's.
+    let sys2 = customized(b"console=ttyS0 wyrcan.pcr=9");
+    sys2.put("/etc/wyrcan/config.json", &site.to_json());
+    let spy = TrustSpy::default();
+    let (parsed, _) = early(&sys2);
+    run(&sys2, &FakeTerm::default(), &spy, parsed, &settings());
+    let seen = spy.0.into_inner().unwrap();
+    assert!(
+        seen[0].contains("policy=None") && seen[0].contains("pcr: 9, required: false"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_broken_site_policy_stops_before_the_network() {
+    for (policy, key, want) in [
+        (
+            &br#"{"default":[{"type":"sigstoreSignd"}]}"#[..],
+            None,
+            "sigstoreSignd",
+        ),
+        (
+            br#"{"default":[{"type":"sigstoreSigned","keyPath":"/etc/wyrcan/keys/0-k.pub"}]}"#,
+            None,
+            "/etc/wyrcan/keys/0-k.pub",
+        ),
+        (
+            br#"{"default":[{"type":"sigstoreSigned","keyPath":"/etc/wyrcan/keys/0-k.pub"}]}"#,
+            Some(&b"not a key"[..]),
+            "/etc/wyrcan/keys/0-k.pub",
+        ),
+    ] {
+        let sys = customized(b"console=ttyS0");
+        sys.put("/etc/wyrcan/policy.json", policy);
+        if let Some(k) = key {
+            sys.put("/etc/wyrcan/keys/0-k.pub", k);
+        }
+        let term = FakeTerm::default();
+        let loader = FakeLoader::default();
+        flow(&sys, &term, &loader);
+        let text = term.text();
+        assert!(
+            text.contains("site policy") && text.contains(want),
+            "{text}"
+        );
+        assert!(text.contains("customize the boot media again"), "{text}");
+        assert!(!sys.calls().iter().any(|c| c.starts_with("link_up")));
+        assert!(loader.seen.lock().unwrap().is_empty());
+    }
+}

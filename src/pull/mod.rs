@@ -7,6 +7,7 @@
 mod layers;
 pub mod limits;
 mod resolve;
+pub mod trust;
 
 use anyhow::{Context, Result};
 use wyrcan_core::manifest::Platform;
@@ -48,7 +49,7 @@ pub fn pull_checked(
 ) -> Result<Pulled> {
     let platform = opts.platform.clone().unwrap_or_else(Platform::current);
     let client = Client::new(reference, opts)?;
-    let resolved = resolve(&client, reference, &platform)?;
+    let resolved = resolve_trusted(&client, reference, &platform, opts)?;
     check_config(&client, &resolved, &platform)?;
     check(&resolved)?;
     let total: u64 = resolved.manifest.layers.iter().map(|l| l.size).sum();
@@ -80,11 +81,33 @@ pub fn pull_checked(
 }
 
 /// Resolve an image to its manifest without downloading layers: proves
-/// the reference, the registry access and the platform are right.
+/// the reference, the registry access, the platform and (with a policy)
+/// the signatures are right.
 pub fn resolve_only(reference: &Reference, opts: &PullOptions) -> Result<Resolved> {
     let platform = opts.platform.clone().unwrap_or_else(Platform::current);
     let client = Client::new(reference, opts)?;
-    resolve(&client, reference, &platform)
+    resolve_trusted(&client, reference, &platform, opts)
+}
+
+/// [`resolve`], then the policy (if any) on what it resolved to: an image
+/// the policy refuses fails here, before any blob is requested.
+fn resolve_trusted(
+    client: &Client,
+    reference: &Reference,
+    platform: &Platform,
+    opts: &PullOptions,
+) -> Result<Resolved> {
+    let mut resolved = resolve(client, reference, platform)?;
+    if let Some(policy) = &opts.policy {
+        resolved.verdict = Some(trust::verify(
+            client,
+            policy,
+            reference,
+            &resolved.top_digest,
+            &resolved.manifest_digest,
+        )?);
+    }
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use wyrcan_core::digest::Digest;
 use wyrcan_core::manifest::{self, Compression, ImageManifest, Manifest, Platform};
 use wyrcan_core::reference::Reference;
+use wyrcan_core::trust::Verdict;
 
 use crate::registry::Client;
 
@@ -14,12 +15,19 @@ use crate::registry::Client;
 pub struct Resolved {
     /// What the user asked for.
     pub reference: Reference,
+    /// Digest of what the reference names: the index, or the manifest
+    /// itself (what `cosign sign IMAGE` signs).
+    pub top_digest: Digest,
     /// Digest of the platform manifest that was chosen.
     pub manifest_digest: Digest,
     /// The manifest.
     pub manifest: ImageManifest,
     /// Compression of each layer, checked before any download starts.
     pub compressions: Vec<Compression>,
+    /// The policy's verdict, when a policy was given (see [`super::trust`]).
+    pub verdict: Option<Verdict>,
+    /// For an index: the platforms it offers, in its order.
+    pub platforms: Vec<String>,
 }
 
 /// Resolve a reference to the platform's manifest and check, before any
@@ -28,11 +36,22 @@ pub struct Resolved {
 pub fn resolve(client: &Client, reference: &Reference, platform: &Platform) -> Result<Resolved> {
     // The client's errors already name the image and what was fetched.
     let top = client.fetch_manifest(&reference.manifest_ref(), reference.digest())?;
+    let top_digest = top.digest.clone();
+    let mut platforms = Vec::new();
     let (manifest, digest) = match manifest::parse(top.content_type.as_deref(), &top.body)
         .with_context(|| format!("reading the manifest of {reference}"))?
     {
         Manifest::Image(m) => (m, top.digest),
         Manifest::Index(index) => {
+            platforms = index
+                .manifests
+                .iter()
+                .map(|m| {
+                    m.platform
+                        .as_ref()
+                        .map_or_else(|| "(none)".to_string(), |p| p.to_string())
+                })
+                .collect();
             let desc = manifest::select_platform(&index, platform)
                 .with_context(|| format!("choosing a platform from the index of {reference}"))?;
             tracing::info!(
@@ -62,9 +81,12 @@ pub fn resolve(client: &Client, reference: &Reference, platform: &Platform) -> R
         .collect::<Result<Vec<_>>>()?;
     Ok(Resolved {
         reference: reference.clone(),
+        top_digest,
         manifest_digest: digest,
         manifest,
         compressions,
+        verdict: None,
+        platforms,
     })
 }
 

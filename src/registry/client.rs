@@ -161,10 +161,40 @@ impl Client {
         reference: &str,
         expected: Option<&Digest>,
     ) -> anyhow::Result<FetchedManifest> {
-        let what = || format!("fetching manifest {}", self.image_at(reference));
+        self.fetch_document("manifests", reference, expected)
+    }
+
+    /// GET `/v2/<repo>/referrers/<digest>` (OCI distribution 1.1): the
+    /// index of manifests whose `subject` is `digest`. `None` when the
+    /// registry has no such API (404, 400, 405, 406 — what registries
+    /// without it answer) or nothing refers to it.
+    pub fn fetch_referrers(&self, digest: &Digest) -> anyhow::Result<Option<FetchedManifest>> {
+        match self.fetch_document("referrers", &digest.to_string(), None) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => match RegistryError::find(&e) {
+                Some(RegistryError::ManifestNotFound { .. }) => Ok(None),
+                Some(RegistryError::Status {
+                    status: 400 | 405 | 406,
+                    ..
+                }) => Ok(None),
+                _ => Err(e),
+            },
+        }
+    }
+
+    fn fetch_document(
+        &self,
+        endpoint: &str,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> anyhow::Result<FetchedManifest> {
+        let what = || match endpoint {
+            "manifests" => format!("fetching manifest {}", self.image_at(reference)),
+            _ => format!("fetching the {endpoint} of {}", self.image_at(reference)),
+        };
         self.retrying(what, || {
             let url = format!(
-                "{}/v2/{}/manifests/{reference}",
+                "{}/v2/{}/{endpoint}/{reference}",
                 self.base()?,
                 self.repository
             );

@@ -37,11 +37,13 @@ mod token;
 mod transport;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wyrcan_core::digest::Digest;
 use wyrcan_core::manifest::Platform;
 pub use wyrcan_core::proxy::ProxyUrl;
+use wyrcan_core::trust::Policy;
 
 pub use auth::Credentials;
 pub use client::Client;
@@ -106,6 +108,9 @@ pub struct PullOptions {
     pub blob_deadline: Duration,
     /// See `blob_deadline`, in bytes per second.
     pub deadline_rate: u64,
+    /// The trust policy (`--policy`, `/etc/wyrcan/policy.json`), its keys
+    /// loaded. `None`: every image is accepted as served.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// Default of [`PullOptions::min_rate`]: 1 KiB/s. Any working link, even a
@@ -144,6 +149,7 @@ impl Default for PullOptions {
             request_deadline: REQUEST_DEADLINE,
             blob_deadline: REQUEST_DEADLINE,
             deadline_rate: DEADLINE_RATE,
+            policy: None,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct FakeSys {
     pub kexec_error: Option<Errno>,
     /// Whether interfaces answer DHCP (with 10.0.2.15/24).
     pub dhcp_server: bool,
+    /// A TPM at `/dev/tpmrm0` (add the file too): its SHA-256 PCR bank.
+    pub tpm: Mutex<BTreeMap<u32, [u8; 32]>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,6 +181,11 @@ impl Sys for FakeSys {
         Ok(())
     }
 
+    fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>> {
+        self.rec(format!("tpm {} {}", dev.display(), command.len()));
+        fake_tpm(&mut lock(&self.tpm), command)
+    }
+
     fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()> {
         self.rec(format!("efivar_remove {name}"));
         lock(&self.files).remove(&dir.join(name));
@@ -236,5 +243,50 @@ impl Datagram for FakeDhcp {
                 Ok(None)
             }
         }
+    }
+}
+
+/// Just enough of a TPM 2.0 for PCR_Read and PCR_Extend of one SHA-256 PCR,
+/// decoded by offsets (TCG TPM 2.0 Part 3) independently of the encoder.
+fn fake_tpm(bank: &mut BTreeMap<u32, [u8; 32]>, c: &[u8]) -> io::Result<Vec<u8>> {
+    use sha2::{Digest as _, Sha256};
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let bad = || io::Error::from(io::ErrorKind::InvalidInput);
+    if c.len() < 10 || be32(&c[2..]) as usize != c.len() {
+        return Err(bad());
+    }
+    match be32(&c[6..]) {
+        // PCR_Read: one selection of SHA-256, 3 bitmap bytes.
+        0x17E if c.len() == 20 => {
+            let bitmap = &c[17..20];
+            let pcr = (0..24u32)
+                .find(|i| bitmap[*i as usize / 8] & (1 << (i % 8)) != 0)
+                .ok_or_else(bad)?;
+            let value = bank.get(&pcr).copied().unwrap_or([0; 32]);
+            let mut r = vec![0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
+            r.extend_from_slice(&1u32.to_be_bytes()); // update counter
+            r.extend_from_slice(&c[10..20]); // the selection, echoed
+            r.extend_from_slice(&1u32.to_be_bytes());
+            r.extend_from_slice(&32u16.to_be_bytes());
+            r.extend_from_slice(&value);
+            let n = r.len() as u32;
+            r[2..6].copy_from_slice(&n.to_be_bytes());
+            Ok(r)
+        }
+        // PCR_Extend with a 9-byte password session and one SHA-256 digest.
+        0x182 if c.len() == 65 => {
+            let pcr = be32(&c[10..]);
+            let prev = bank.get(&pcr).copied().unwrap_or([0; 32]);
+            let mut h = Sha256::new();
+            h.update(prev);
+            h.update(&c[33..65]);
+            bank.insert(pcr, h.finalize().into());
+            // Success with a session: parameterSize, then the session's 5 bytes.
+            let mut r = vec![0x80, 0x02, 0, 0, 0, 19, 0, 0, 0, 0];
+            r.extend_from_slice(&0u32.to_be_bytes());
+            r.extend_from_slice(&[0, 0, 1, 0, 0]);
+            Ok(r)
+        }
+        _ => Err(bad()),
     }
 }

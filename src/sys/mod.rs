@@ -118,6 +118,10 @@ pub trait Sys: Sync {
     fn efivar_write(&self, dir: &Path, name: &str, data: &[u8]) -> io::Result<()>;
     /// Delete an EFI variable file (immutable flag cleared first); absent is fine.
     fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()>;
+    /// Send one command to a TPM character device and read its response
+    /// (the kernel's TPM devices take one whole command per write and
+    /// answer one whole response per read).
+    fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>>;
 }
 
 /// The real kernel.
@@ -232,6 +236,20 @@ impl Sys for LinuxSys {
 
     fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()> {
         efivarfs::remove(dir, name)
+    }
+
+    fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>> {
+        use std::io::{Read as _, Write as _};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dev)?;
+        f.write_all(command)?;
+        // TPM 2.0 responses are at most 4 KiB (TPM_PT_MAX_RESPONSE_SIZE).
+        let mut buf = vec![0u8; 4096];
+        let n = f.read(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
     }
 }
 

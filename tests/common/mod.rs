@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod connect_proxy;
+pub mod cosign;
 pub mod http;
 pub mod image;
 pub mod oracle;

@@ -16,6 +16,7 @@ use crate::common::image::{Entry, Image, Layer};
 use crate::common::registry::Registry;
 
 pub mod media;
+pub mod tpm;
 
 /// Address of the registry as the guest sees it.
 pub const GUEST_REGISTRY: &str = "10.0.2.100:5000";
@@ -91,6 +92,8 @@ pub struct VmConfig {
     pub disk: Option<PathBuf>,
     /// Boot from the network (PXE).
     pub netboot: bool,
+    /// A TPM 2.0 (TIS) backed by this swtpm socket ([`Swtpm`]).
+    pub tpm: Option<PathBuf>,
 }
 
 impl Default for VmConfig {
@@ -105,6 +108,7 @@ impl Default for VmConfig {
             cdrom: None,
             disk: None,
             netboot: false,
+            tpm: None,
         }
     }
 }
@@ -267,6 +271,12 @@ impl Vm {
         }
         if cfg.netboot {
             cmd.args(["-boot", "n"]);
+        }
+        if let Some(sock) = &cfg.tpm {
+            cmd.arg("-chardev")
+                .arg(format!("socket,id=chrtpm,path={}", sock.display()));
+            cmd.args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"]);
+            cmd.args(["-device", "tpm-tis,tpmdev=tpm0"]);
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -598,6 +608,9 @@ pub fn bootable_showing_booted(mark: &str) -> Image {
          echo \"UNAME=$(busybox uname -r)\"\n\
          echo \"BOOTED=$(busybox tr -d '\\n' < /etc/wyrcan/booted.json)\"\n\
          echo \"SITE=$(busybox ls /etc/wyrcan)\"\n\
+         busybox mkdir -p /sys\n\
+         busybox mount -t sysfs sys /sys\n\
+         for p in /sys/class/tpm/tpm0/pcr-sha256/*; do [ -e \"$p\" ] && echo \"PCR${{p##*/}}=$(busybox cat $p)\"; done\n\
          echo \"CONTAINER-DONE\"\n\
          busybox poweroff -f\n"
     );

@@ -14,17 +14,29 @@
 //!   "kernel": {"path": "/boot/vmlinuz-6.1.0", "sha256": "…"},
 //!   "cmdline": "console=ttyS0 quiet",         // the next kernel's, as loaded
 //!   "wyrcan_version": "0.1.0",
-//!   "time": "2026-11-30T03:40:00Z"           // when the initrd was built (UTC)
+//!   "time": "2026-11-30T03:40:00Z",          // when the initrd was built (UTC)
+//!   "policy": {"scope": "reg.lan/os", "requirement": "sigstoreSigned",
+//!              "key": "sha256:…", "identity": "reg.lan/os:1", …},  // with a policy
+//!   "tpm": {"pcr": 12, "initial": "00…00",   // with a TPM: the PCR before
+//!           "events": [{"kind": "manifest", "data": "…", "digest": "sha256:…"}, …]}
 //! }
 //! ```
+//!
+//! `tpm.events` replay from `tpm.initial` (`pcr = sha256(pcr ‖ digest)`
+//! for each) to the value the booted system reads from
+//! `/sys/class/tpm/tpm0/pcr-sha256/<pcr>`; `data` is exactly the bytes
+//! whose sha256 was extended.
 
 use serde::Serialize;
+
+use crate::trust::tpm::Event;
+use crate::trust::Verdict;
 
 /// Where it goes, as an initramfs path.
 pub const PATH: &str = "etc/wyrcan/booted.json";
 
 /// The record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Booted {
     /// Format version (1).
     pub version: u32,
@@ -46,6 +58,23 @@ pub struct Booted {
     pub wyrcan_version: String,
     /// When the initrd was built, RFC 3339 in UTC.
     pub time: String,
+    /// What the trust policy decided, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Verdict>,
+    /// What was measured into the TPM, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<Measured>,
+}
+
+/// The measured boot record: enough for the booted system to replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Measured {
+    /// The PCR extended.
+    pub pcr: u32,
+    /// Its SHA-256 bank value before the first event, hex.
+    pub initial: String,
+    /// The events, in the order extended.
+    pub events: Vec<Event>,
 }
 
 /// The kernel booted.
@@ -118,10 +147,29 @@ mod tests {
             cmdline: "quiet".into(),
             wyrcan_version: "0.1.0".into(),
             time: rfc3339(0),
+            policy: None,
+            tpm: None,
         };
         let v: serde_json::Value = serde_json::from_slice(&b.to_json()).unwrap();
         assert_eq!(v["kernel"]["sha256"], "ab");
         assert_eq!(v["manifest_digest"], "sha256:00");
         assert_eq!(v["version"], 1);
+        // Without a policy or a TPM, no such keys (older readers see the same record).
+        assert!(v.get("policy").is_none() && v.get("tpm").is_none());
+        let b = Booted {
+            tpm: Some(Measured {
+                pcr: 12,
+                initial: "00".repeat(32),
+                events: vec![Event::new("cmdline", "quiet".into())],
+            }),
+            ..b
+        };
+        let v: serde_json::Value = serde_json::from_slice(&b.to_json()).unwrap();
+        assert_eq!(v["tpm"]["pcr"], 12);
+        assert_eq!(v["tpm"]["events"][0]["data"], "quiet");
+        assert!(v["tpm"]["events"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"));
     }
 }

@@ -178,6 +178,10 @@ pub struct WyrcanArgs {
     /// `wyrcan.proxy`: the HTTP proxy of every pull, `http://[USER:PASS@]HOST:PORT`
     /// (the last one wins; checked by PID 1's configuration, not here).
     pub proxy: Option<String>,
+    /// `wyrcan.pcr`: the TPM PCR measured into (0–23).
+    pub pcr: Option<u32>,
+    /// `wyrcan.tpm=required`: refuse to boot without a TPM.
+    pub tpm_required: bool,
     /// `ip=`: network configuration, one entry per occurrence.
     pub ip: Vec<String>,
     /// `nameserver=`: DNS servers, in order.
@@ -197,6 +201,8 @@ impl fmt::Debug for WyrcanArgs {
             efi,
             insecure,
             proxy,
+            pcr,
+            tpm_required,
             ip,
             nameservers,
             debug,
@@ -208,6 +214,8 @@ impl fmt::Debug for WyrcanArgs {
             .field("efi", efi)
             .field("insecure", insecure)
             .field("proxy", &proxy.as_deref().map(crate::proxy::mask))
+            .field("pcr", pcr)
+            .field("tpm_required", tpm_required)
             .field("ip", ip)
             .field("nameservers", nameservers)
             .field("debug", debug)
@@ -221,7 +229,7 @@ impl fmt::Debug for WyrcanArgs {
 pub enum CmdlineError {
     /// A `wyrcan.*` / `wyr.*` key Wyrcan does not know (probably a typo).
     #[error(
-        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure, wyrcan.proxy and wyrcan.debug, each also spelled wyr.*)"
+        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure, wyrcan.proxy, wyrcan.pcr, wyrcan.tpm and wyrcan.debug, each also spelled wyr.*)"
     )]
     UnknownKey {
         /// The key as written.
@@ -242,6 +250,16 @@ pub enum CmdlineError {
         key: String,
         /// The value given.
         value: String,
+    },
+    /// `wyrcan.pcr` that is not a PCR index, or `wyrcan.tpm` that is not `required`/`optional`.
+    #[error("{key}={value:?} is not understood: {expected}")]
+    InvalidValue {
+        /// The key as written.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What would be.
+        expected: &'static str,
     },
     /// `wyrcan.debug` with a value that is not a yes/no.
     #[error("{key}={value:?} is not understood: use {key}, {key}=1 or {key}=0")]
@@ -292,6 +310,33 @@ impl WyrcanArgs {
                 "arg" => out.args.push(need("\"quiet console=ttyS0\"")?),
                 "insecure" => out.insecure.push(need("localhost:5000")?),
                 "proxy" => out.proxy = Some(need("http://proxy.lan:3128")?),
+                "pcr" => {
+                    let v = need("12")?;
+                    match v.parse::<u32>() {
+                        Ok(n) if n <= 23 => out.pcr = Some(n),
+                        _ => {
+                            return Err(CmdlineError::InvalidValue {
+                                key,
+                                value: v,
+                                expected: "a PCR index from 0 to 23, e.g. 12",
+                            })
+                        }
+                    }
+                }
+                "tpm" => {
+                    let v = need("required")?;
+                    out.tpm_required = match v.as_str() {
+                        "required" => true,
+                        "optional" => false,
+                        _ => {
+                            return Err(CmdlineError::InvalidValue {
+                                key,
+                                value: v,
+                                expected: "use required (refuse to boot without a TPM) or optional (the default)",
+                            })
+                        }
+                    };
+                }
                 "efi" => {
                     let v = need("write")?;
                     out.efi = Some(match v.as_str() {
@@ -561,6 +606,22 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn tpm_settings() {
+        let a = WyrcanArgs::from_cmdline("wyrcan.pcr=15 wyr.tpm=required").unwrap();
+        assert_eq!((a.pcr, a.tpm_required), (Some(15), true));
+        let a = WyrcanArgs::from_cmdline("wyrcan.tpm=required wyrcan.tpm=optional").unwrap();
+        assert!(!a.tpm_required);
+        for bad in ["wyrcan.pcr=24", "wyrcan.pcr=x", "wyrcan.tpm=yes"] {
+            let e = WyrcanArgs::from_cmdline(bad).unwrap_err();
+            assert!(matches!(e, CmdlineError::InvalidValue { .. }), "{bad}: {e}");
+        }
+        assert!(matches!(
+            WyrcanArgs::from_cmdline("wyrcan.pcr"),
+            Err(CmdlineError::MissingValue { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod modules;
 pub mod proxy;
 pub mod reference;
+pub mod signatures;
 pub mod site;
 pub mod site_area;
 pub mod tar;

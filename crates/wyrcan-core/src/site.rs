@@ -7,7 +7,9 @@
 //! /etc/wyrcan/            0700
 //! ├── config.json         0600  defaults: image, args, insecure, ip, nameservers, proxy
 //! ├── auth.json           0600  containers-auth.json(5) / docker config.json, as given
-//! └── ca/NAME.pem         0600  extra CA certificates, trusted beside the bundled roots
+//! ├── ca/NAME.pem         0600  extra CA certificates, trusted beside the bundled roots
+//! ├── policy.json         0600  containers-policy.json(5), key paths pointing into keys/
+//! └── keys/N-NAME         0600  the public keys the policy names
 //! ```
 //!
 //! Precedence at boot: the cmdline, then the EFI variable, then these
@@ -27,6 +29,10 @@ pub const CONFIG: &str = "etc/wyrcan/config.json";
 pub const AUTH: &str = "etc/wyrcan/auth.json";
 /// Extra CA certificates, one PEM file each.
 pub const CA_DIR: &str = "etc/wyrcan/ca";
+/// The trust policy.
+pub const POLICY: &str = "etc/wyrcan/policy.json";
+/// The policy's public keys.
+pub const KEYS_DIR: &str = "etc/wyrcan/keys";
 /// The format written and read.
 pub const VERSION: u32 = 1;
 
@@ -57,6 +63,9 @@ pub struct SiteConfig {
     /// Hosts reached without the proxy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub no_proxy: Vec<String>,
+    /// The TPM PCR measured into (`wyrcan.pcr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcr: Option<u32>,
 }
 
 /// Why a site configuration cannot be used.
@@ -99,6 +108,10 @@ pub struct Contents {
     pub auth: Option<Vec<u8>>,
     /// CA files: (file name without directory, PEM bytes).
     pub cas: Vec<(String, Vec<u8>)>,
+    /// `policy.json`, its key paths already pointing into [`KEYS_DIR`].
+    pub policy: Option<Vec<u8>>,
+    /// Key files: (file name without directory, bytes).
+    pub keys: Vec<(String, Vec<u8>)>,
 }
 
 const SECRET: Meta = Meta {
@@ -143,17 +156,28 @@ pub fn archive(c: &Contents) -> std::io::Result<Vec<u8>> {
             &mut &auth[..],
         )?;
     }
-    if !c.cas.is_empty() {
-        w.dir(CA_DIR.as_bytes(), &PRIVATE_DIR)?;
-        for (name, pem) in &c.cas {
-            let path = format!("{CA_DIR}/{name}");
+    for (dir, files) in [(CA_DIR, &c.cas), (KEYS_DIR, &c.keys)] {
+        if files.is_empty() {
+            continue;
+        }
+        w.dir(dir.as_bytes(), &PRIVATE_DIR)?;
+        for (name, data) in files {
+            let path = format!("{dir}/{name}");
             w.file(
                 &[path.into_bytes()],
                 &SECRET,
-                pem.len() as u64,
-                &mut &pem[..],
+                data.len() as u64,
+                &mut &data[..],
             )?;
         }
+    }
+    if let Some(policy) = &c.policy {
+        w.file(
+            &[POLICY.as_bytes().to_vec()],
+            &SECRET,
+            policy.len() as u64,
+            &mut &policy[..],
+        )?;
     }
     w.finish()
 }
@@ -171,8 +195,12 @@ pub fn read_archive(data: &[u8]) -> Result<Option<Contents>, SiteError> {
             found = true;
         } else if name == AUTH {
             out.auth = Some(e.data);
+        } else if name == POLICY {
+            out.policy = Some(e.data);
         } else if let Some(ca) = name.strip_prefix(&format!("{CA_DIR}/")) {
             out.cas.push((ca.to_string(), e.data));
+        } else if let Some(key) = name.strip_prefix(&format!("{KEYS_DIR}/")) {
+            out.keys.push((key.to_string(), e.data));
         }
     }
     Ok(found.then_some(out))
@@ -266,9 +294,15 @@ mod tests {
                 nameservers: vec!["10.0.0.53".into()],
                 proxy: Some("http://u:s3cret@proxy.lan:3128".into()),
                 no_proxy: vec![".lan".into()],
+                pcr: Some(15),
             },
             auth: Some(br#"{"auths":{"reg.lan":{"auth":"dXNlcjpwYXNzd29yZA=="}}}"#.to_vec()),
             cas: vec![("site.pem".into(), b"-----BEGIN CERTIFICATE-----\n".to_vec())],
+            policy: Some(br#"{"default":[{"type":"reject"}]}"#.to_vec()),
+            keys: vec![(
+                "0-cosign.pub".into(),
+                b"-----BEGIN PUBLIC KEY-----\n".to_vec(),
+            )],
         }
     }
 
@@ -295,12 +329,17 @@ mod tests {
                 (AUTH.to_string(), 0o600),
                 (CA_DIR.to_string(), 0o700),
                 ("etc/wyrcan/ca/site.pem".to_string(), 0o600),
+                (KEYS_DIR.to_string(), 0o700),
+                ("etc/wyrcan/keys/0-cosign.pub".to_string(), 0o600),
+                (POLICY.to_string(), 0o600),
             ]
         );
         let back = read_archive(&bytes).unwrap().unwrap();
         assert_eq!(back.config, c.config);
         assert_eq!(back.auth, c.auth);
         assert_eq!(back.cas, c.cas);
+        assert_eq!(back.policy, c.policy);
+        assert_eq!(back.keys, c.keys);
         // Reproducible.
         assert_eq!(archive(&c).unwrap(), bytes);
     }

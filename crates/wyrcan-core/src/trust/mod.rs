@@ -23,3 +23,64 @@ pub use key::{Algorithm, KeyError, PublicKey};
 pub use payload::{parse_payload, Payload, PayloadError};
 pub use policy::{Key, Policy, PolicyError, Requirement, SignedIdentity, SigstoreSigned};
 pub use verify::{evaluate, Candidate, Reason, Rejection, Verdict};
+
+/// What a policy says, one line per rule, keys by fingerprint (for
+/// `customize --show` and the boot log; never the key files' contents).
+pub fn describe(policy: &Policy) -> Vec<String> {
+    let rules = std::iter::once((policy::DEFAULT_SCOPE, &policy.default))
+        .chain(policy.docker.iter().map(|(s, r)| (s.as_str(), r)));
+    rules
+        .map(|(scope, reqs)| {
+            let reqs: Vec<String> = reqs.iter().map(describe_requirement).collect();
+            format!("{}: {}", policy::rule_name(scope), reqs.join(" and "))
+        })
+        .collect()
+}
+
+fn describe_requirement(r: &Requirement) -> String {
+    match r {
+        Requirement::InsecureAcceptAnything => "insecureAcceptAnything".into(),
+        Requirement::Reject => "reject".into(),
+        Requirement::SigstoreSigned(s) => {
+            let keys: Vec<String> = s
+                .keys
+                .iter()
+                .map(|k| match k {
+                    Key::Path(p) => format!("{p} (not read)"),
+                    Key::Loaded { origin, key } => format!("{} {}", key.fingerprint(), origin),
+                })
+                .collect();
+            format!(
+                "sigstoreSigned by {} ({}), signedIdentity {}",
+                if keys.len() == 1 {
+                    "the key"
+                } else {
+                    "any of the keys"
+                },
+                keys.join(", "),
+                s.identity
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_rule() {
+        let p = Policy::parse(
+            br#"{"default":[{"type":"reject"}],"transports":{"docker":{"reg.lan/os":[{"type":"sigstoreSigned","keyPaths":["/a.pub","/b.pub"],"signedIdentity":{"type":"matchRepository"}}],"reg.lan/open":[{"type":"insecureAcceptAnything"}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&p),
+            [
+                "default: reject",
+                "transports.docker[\"reg.lan/os\"]: sigstoreSigned by any of the keys (/a.pub (not read), /b.pub (not read)), signedIdentity matchRepository",
+                "transports.docker[\"reg.lan/open\"]: insecureAcceptAnything",
+            ]
+        );
+    }
+}

@@ -109,6 +109,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The reason in two or three words, first in every message.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reason::Rejected => "rejected",
+            Reason::NoSignature => "no signature",
+            Reason::NoKeyMatched { .. } => "no key matched",
+            Reason::BadPayload(_) => "bad payload",
+            Reason::DigestMismatch { .. } => "digest mismatch",
+            Reason::IdentityMismatch { .. } => "identity mismatch",
+            Reason::KeyNotLoaded(_) => "key not loaded",
+        }
+    }
+
     /// How far a signature got: higher is more advanced.
     fn rank(&self) -> u8 {
         match self {
@@ -129,7 +142,12 @@ impl fmt::Display for Rejection {
         let digest = &self.digest;
         let pinned = format!("{}/{}@{digest}", image.registry(), image.repository());
         let sign = format!("sign it with cosign sign --key <private key> {pinned}");
-        write!(f, "rule {}: ", rule_name(&self.scope))?;
+        write!(
+            f,
+            "rule {}: {}: ",
+            rule_name(&self.scope),
+            self.reason.label()
+        )?;
         match &self.reason {
             Reason::Rejected => write!(
                 f,

@@ -187,7 +187,7 @@ fn insecure_accept_anything_and_reject() {
     assert_eq!(r.reason, Reason::Rejected);
     assert_eq!(
         r.to_string(),
-        r#"rule default: quay.io/os:1 is refused by a "reject" requirement; to boot it, change the policy"#
+        r#"rule default: rejected: quay.io/os:1 is refused by a "reject" requirement; to boot it, change the policy"#
     );
     // So does an empty list, which only a hand-built policy has.
     let empty = Policy {
@@ -242,7 +242,7 @@ fn no_signature_and_no_key_matched() {
     assert_eq!(r.reason, Reason::NoSignature);
     assert_eq!(
         r.to_string(),
-        format!("rule default: 127.0.0.1:5000/os:1 ({D}) has no cosign signature; sign it with cosign sign --key <private key> 127.0.0.1:5000/os@{D}, or fix the policy")
+        format!("rule default: no signature: 127.0.0.1:5000/os:1 ({D}) has no cosign signature; sign it with cosign sign --key <private key> 127.0.0.1:5000/os@{D}, or fix the policy")
     );
 
     let garbage = Candidate {
@@ -269,7 +269,7 @@ fn no_signature_and_no_key_matched() {
     assert_eq!(
         msg,
         format!(
-            "rule default: no signature of {D} (2 found) was made by any of the 2 keys ({}, {}); sign it with cosign sign --key <private key> 127.0.0.1:5000/os@{D} using one of these keys, or add the signer's public key to the policy",
+            "rule default: no key matched: no signature of {D} (2 found) was made by any of the 2 keys ({}, {}); sign it with cosign sign --key <private key> 127.0.0.1:5000/os@{D} using one of these keys, or add the signer's public key to the policy",
             short(OTHER),
             short(RSA)
         )
@@ -403,7 +403,7 @@ fn the_rule_of_the_scope_is_named() {
     .unwrap_err();
     assert_eq!(r.scope, "127.0.0.1:5000/os");
     let msg = r.to_string();
-    assert!(msg.starts_with(&format!(r#"rule transports.docker["127.0.0.1:5000/os"]: no signature of {D} (1 found) was made by any of the 2 keys (sha256:"#)), "{msg}");
+    assert!(msg.starts_with(&format!(r#"rule transports.docker["127.0.0.1:5000/os"]: no key matched: no signature of {D} (1 found) was made by any of the 2 keys (sha256:"#)), "{msg}");
     // Other images fall to the default.
     assert_eq!(
         eval(&p, "127.0.0.1:5000/other:1", D, &[]).unwrap().scope,

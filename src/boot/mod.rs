@@ -13,6 +13,10 @@ use wyrcan_core::kernel;
 use wyrcan_core::manifest::Platform;
 use wyrcan_core::reference::Reference;
 
+pub mod measure;
+
+pub use measure::TpmPlan;
+
 use crate::convert::{self, booted, OutputCompression};
 use crate::progress::{human, Progress};
 use crate::pull::{pull_checked, PullOptions};
@@ -99,14 +103,20 @@ fn parse_meminfo(text: &str) -> (u64, u64) {
 
 /// Pull `image`, convert it into memfds and compose the next cmdline:
 /// the image's `/boot/wyrcan.cmdline`, then `extra` in order (DESIGN §2).
+/// With `tpm`, the boot is measured (see [`measure`]) once everything
+/// that is measured is final, and the log goes into `booted.json`.
 pub fn prepare(
     sys: &dyn Sys,
     given: &str,
     reference: &Reference,
     opts: &PullOptions,
     extra: &[String],
+    tpm: Option<&TpmPlan>,
     progress: &Progress,
 ) -> Result<Prepared> {
+    if let Some(plan) = tpm {
+        measure::check_present(sys, plan)?;
+    }
     let (total, available) = meminfo(sys)?;
     // The headers wait in memory between the passes: never more of them
     // than a quarter of the free RAM holds.
@@ -186,7 +196,10 @@ pub fn prepare(
         kernel_path: &converted.kernel.path,
         cmdline: &cmdline,
     };
-    let record = booted::record(&resolved, &facts, &kernel)?;
+    let mut record = booted::record(&resolved, &facts, &kernel)?;
+    if let Some(plan) = tpm {
+        record.tpm = measure::measure(sys, plan, &record)?;
+    }
     let mut initrd = initrd;
     booted::append(&mut initrd, chosen, converted.etc, &record)?;
     Ok(Prepared {

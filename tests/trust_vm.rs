@@ -1,0 +1,178 @@
+//! Trust at boot, under QEMU: a boot environment customized with a policy
+//! (`wyrcan customize --policy`) boots a signed image and measures it into
+//! a software TPM (`swtpm`), and the booted system's `booted.json` replays
+//! to the PCR it reads from sysfs; an unsigned image is not booted (the
+//! reason on the console, then the countdown); `wyrcan.tpm=required`
+//! without a TPM refuses. (A boot without a TPM and without
+//! `wyrcan.tpm=required` says so and goes on: tests/site.rs checks that
+//! line on its boots.)
+
+mod common;
+mod vmharness;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::cosign::{policy, sign_and_push, Signer};
+use common::image::push;
+use common::registry::Registry;
+use common::{assert_success, wyrcan};
+use sha2::{Digest as _, Sha256};
+use vmharness::tpm::Swtpm;
+use vmharness::{artifact, bootable_showing_booted, Net, Vm, VmConfig, BOOT, GUEST_REGISTRY};
+
+/// The registry with `trust/os:v1` (signed by `signer`, or not), and the
+/// boot environment customized to boot it under a policy requiring
+/// `signer`'s signature.
+fn setup(dir: &Path, mark: &str, signer: &Signer, sign: bool) -> (Registry, std::path::PathBuf) {
+    let registry = Registry::start();
+    let image = format!("{GUEST_REGISTRY}/trust/os:v1");
+    let digest = push(&registry, "trust/os", "v1", &bootable_showing_booted(mark));
+    if sign {
+        sign_and_push(&registry, "trust/os", &image, &digest, signer);
+    }
+    let p = policy(
+        dir,
+        "reject",
+        &format!("{GUEST_REGISTRY}/trust"),
+        &[&signer.public],
+        None,
+    );
+    let custom = dir.join("custom.initrd");
+    let base = artifact("wyrcan.initrd");
+    let out = wyrcan(&[
+        "customize",
+        "--initrd",
+        base.to_str().unwrap(),
+        "-o",
+        custom.to_str().unwrap(),
+        "--image",
+        &image,
+        "--insecure",
+        GUEST_REGISTRY,
+        "--policy",
+        p.to_str().unwrap(),
+        "--arg",
+        "quiet",
+    ]);
+    assert_success(&out, "wyrcan customize --policy");
+    (registry, custom)
+}
+
+fn vm(name: &str, registry: &Registry, initrd: &Path, cmdline: &str, tpm: Option<&Swtpm>) -> Vm {
+    Vm::start(
+        name,
+        &VmConfig {
+            kernel: Some(artifact("wyrcan.kernel")),
+            initrd: Some(initrd.to_path_buf()),
+            append: Some(format!("console=ttyS0 panic=-1 {cmdline}")),
+            net: Net::to_registry(registry),
+            tpm: tpm.map(Swtpm::socket),
+            ..VmConfig::default()
+        },
+    )
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn a_signed_image_boots_measured_and_its_log_replays_to_the_pcr() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::ecdsa();
+    let (registry, custom) = setup(dir.path(), "trusted", &signer, true);
+    let tpm = Swtpm::start();
+    let mut vm = vm("trust-signed", &registry, &custom, "", Some(&tpm));
+    vm.wait_for("Wyrcan", BOOT);
+    let container = vm.container("trusted");
+    container.assert_image_kernel();
+    let log = vm.log();
+    assert!(log.contains("accepted by rule"), "{log}");
+    assert!(log.contains("measured 4 events into PCR 12"), "{log}");
+    let booted = vm.printed("BOOTED=");
+    let b: serde_json::Value = serde_json::from_str(&booted)
+        .unwrap_or_else(|e| panic!("{e}: {booted:?}\n--- console ---\n{log}"));
+    assert_eq!(b["policy"]["requirement"], "sigstoreSigned", "{b}");
+    assert_eq!(
+        b["policy"]["identity"],
+        format!("{GUEST_REGISTRY}/trust/os:v1")
+    );
+    let t = &b["tpm"];
+    assert_eq!(t["pcr"], 12, "{b}");
+    let mut pcr = unhex(t["initial"].as_str().unwrap());
+    let events = t["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["manifest", "kernel", "cmdline", "verdict"]);
+    for e in events {
+        let data = e["data"].as_str().unwrap();
+        let digest: [u8; 32] = Sha256::digest(data.as_bytes()).into();
+        assert_eq!(
+            e["digest"].as_str().unwrap(),
+            format!("sha256:{}", hex(&digest)),
+            "the digest is of exactly `data`"
+        );
+        let mut h = Sha256::new();
+        h.update(&pcr);
+        h.update(digest);
+        pcr = h.finalize().to_vec();
+    }
+    assert_eq!(events[0]["data"], b["manifest_digest"]);
+    assert_eq!(events[2]["data"], b["cmdline"]);
+    let read = vm.printed("PCR12=");
+    assert_eq!(
+        read.to_lowercase(),
+        hex(&pcr),
+        "the booted system's PCR 12 is the replay of booted.json's events"
+    );
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn an_unsigned_image_is_not_booted_and_the_console_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::ecdsa();
+    let (registry, custom) = setup(dir.path(), "untrusted", &signer, false);
+    let mut vm = vm("trust-unsigned", &registry, &custom, "", None);
+    let line = vm.boot_failed();
+    assert!(line.contains("is not trusted"), "{line}");
+    assert!(line.contains("no signature"), "{line}");
+    assert!(
+        line.contains(&format!("{GUEST_REGISTRY}/trust")),
+        "names the rule: {line}"
+    );
+    assert!(line.contains("sha256:"), "names the digest: {line}");
+    vm.wait_for("Rebooting in", Duration::from_secs(30));
+    let log = vm.log();
+    assert!(!log.contains("CONTAINER-MARKER"), "an untrusted image ran");
+    assert!(!log.contains("loading the kernel for kexec"), "{log}");
+    vm.assert_no_panic();
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn tpm_required_without_a_tpm_refuses_to_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::ecdsa();
+    let (registry, custom) = setup(dir.path(), "no-tpm", &signer, true);
+    let mut vm = vm(
+        "trust-no-tpm",
+        &registry,
+        &custom,
+        "wyrcan.tpm=required",
+        None,
+    );
+    let line = vm.boot_failed();
+    assert!(line.contains("wyrcan.tpm=required"), "{line}");
+    assert!(line.contains("no TPM 2.0"), "{line}");
+    vm.wait_for("Rebooting in", Duration::from_secs(30));
+    assert!(!vm.log().contains("CONTAINER-MARKER"));
+}

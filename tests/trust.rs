@@ -8,7 +8,9 @@ mod common;
 
 use std::path::Path;
 
-use common::cosign::{payload, policy, push_signatures, sign_and_push, Signer};
+use common::cosign::{
+    payload, policy, push_referrer_signature, push_signatures, sign_and_push, Signer,
+};
 use common::image::{push, Entry, Image, Layer};
 use common::registry::Registry;
 use common::{assert_failure, assert_mentions, assert_success, wyrcan, Outputs};
@@ -236,6 +238,35 @@ fn identity_rules_and_key_rotation() {
     );
     let err = assert_failure(&c.inspect(&reference, &only_old), "the old key only");
     assert_mentions(&err, "no key matched", "the reason");
+}
+
+#[test]
+fn a_signature_stored_as_an_oci_referrer_is_found_through_the_fallback_tag() {
+    let c = Case::new();
+    let (reference, digest) = c.push("ref/os", "v1");
+    let signer = Signer::ecdsa();
+    let pl = payload(&reference, &digest);
+    let sig = signer.sign(&pl);
+    let size = image("ref/os:v1").build().manifest.data.len();
+    push_referrer_signature(&c.registry, "ref/os", &digest, size, pl, sig);
+    let scope = format!("{}/ref", c.host);
+    let p = policy(c.dir.path(), "reject", &scope, &[&signer.public], None);
+    let out = wyrcan(&[
+        "inspect",
+        &reference,
+        "--insecure",
+        &c.host,
+        "--policy",
+        p.to_str().unwrap(),
+        "--json",
+        "--no-kernel",
+    ]);
+    assert_success(&out, "a referrer signature");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let source = r["policy"]["verdict"]["signature"].as_str().unwrap();
+    assert!(source.starts_with("referrer sha256:"), "{source}");
+    // No layer was read with --no-kernel.
+    assert!(r["kernel"].is_null() && r["unpacked"].is_null(), "{r}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! A cosign payload never panics the parser, and a signature candidate
+//! A cosign payload never panics the parser (nor does a signature
+//! manifest or referrers index), and a signature candidate
 //! built from the input never panics evaluation: the first line is the
 //! base64 signature, the rest the payload (seeds hold payloads signed by
 //! the test key, so mutations start from accepted signatures).
@@ -47,6 +48,9 @@ fn fixed() -> &'static (Policy, Digest, Vec<Reference>) {
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_payload(data);
+    // The same bytes as a signature manifest or a referrers index.
+    let _ = wyrcan_core::signatures::sig_layers(data);
+    let _ = wyrcan_core::signatures::sig_referrers(data);
     let (policy, digest, images) = fixed();
     let (signature, payload) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),

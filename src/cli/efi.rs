@@ -335,7 +335,19 @@ mod tests {
         assert!(w.check && w.yes);
         let w = write_args(&["busybox"]);
         assert!(!w.check && !w.yes && w.args.is_empty());
+        let w = write_args(&[
+            "busybox",
+            "--check",
+            "--policy",
+            "/etc/containers/policy.json",
+        ]);
+        assert_eq!(
+            w.policy.as_deref(),
+            Some(Path::new("/etc/containers/policy.json"))
+        );
         for bad in [
+            // The policy is checked against the registry: only with --check.
+            &["efi", "write", "busybox", "--policy", "p.json"][..],
             &["efi"][..],
             &["efi", "write"],
             &["efi", "frobnicate"],

@@ -52,6 +52,9 @@ Other arguments:
                             on every later boot; wyrcan.efi=clear removes it
     ip=dhcp | ip=ADDR::GW:MASK:HOST:IFACE:none[:DNS]   network (default dhcp)
     nameserver=ADDR         DNS server
+    wyrcan.proxy=URL        pull through this HTTP proxy
+    wyrcan.pcr=N            measure the boot into TPM PCR N (default 12)
+    wyrcan.tpm=required     refuse to boot without a TPM
     wyrcan.debug            more output
 
 With the ISO: press e at the menu to edit the command line.

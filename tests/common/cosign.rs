@@ -185,3 +185,55 @@ pub fn policy(
     std::fs::write(&path, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
     path
 }
+
+/// Push one signature the OCI 1.1 way cosign writes with
+/// `--registry-referrers-mode=oci-1-1`: a manifest with `artifactType` and
+/// `subject`, listed in the referrers fallback index tagged `sha256-<hex>`
+/// (this `docker-registry` has no referrers API, so clients fall back to
+/// the tag).
+pub fn push_referrer_signature(
+    registry: &Registry,
+    repo: &str,
+    signed: &Digest,
+    subject_size: usize,
+    payload: Vec<u8>,
+    sig: String,
+) {
+    const ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let blob = Blob::new(SIMPLESIGNING, payload);
+    push_blob(registry, repo, &blob);
+    let mut layer = blob.descriptor();
+    layer["annotations"] = json!({ "dev.cosignproject.cosign/signature": sig });
+    let config = Blob::new("application/vnd.oci.empty.v1+json", b"{}".to_vec());
+    push_blob(registry, repo, &config);
+    let manifest = Blob::new(
+        "application/vnd.oci.image.manifest.v1+json",
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": ARTIFACT,
+            "config": config.descriptor(),
+            "layers": [layer],
+            "subject": {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": signed.to_string(),
+                "size": subject_size,
+            },
+        }))
+        .unwrap(),
+    );
+    let digest = push_manifest(registry, repo, &manifest.digest.to_string(), &manifest);
+    let mut entry = manifest.descriptor();
+    entry["artifactType"] = json!(ARTIFACT);
+    let index = Blob::new(
+        "application/vnd.oci.image.index.v1+json",
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [entry],
+        }))
+        .unwrap(),
+    );
+    assert_eq!(entry["digest"], digest.to_string());
+    push_manifest(registry, repo, &format!("sha256-{}", signed.hex()), &index);
+}

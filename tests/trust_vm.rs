@@ -3,7 +3,13 @@
 //! a software TPM (`swtpm`), and the booted system's `booted.json` replays
 //! to the PCR it reads from sysfs; an unsigned image is not booted (the
 //! reason on the console, then the countdown); `wyrcan.tpm=required`
-//! without a TPM refuses. (A boot without a TPM and without
+//! without a TPM refuses. Then every case of tests/trust.rs once more at
+//! boot: wrong key, a copied signature, a tampered payload, an identity
+//! `matchExact` refuses, the reject default refused with its reason and
+//! never kexec'd; a rotated (RSA) key under `matchRepository` and an
+//! `insecureAcceptAnything` scope booted. (A policy with an unknown
+//! requirement type never reaches a boot: `customize --policy` refuses it,
+//! and PID 1 refuses a site policy it cannot read — src/pid1/tests.rs.) (A boot without a TPM and without
 //! `wyrcan.tpm=required` says so and goes on: tests/site.rs checks that
 //! line on its boots.)
 
@@ -13,13 +19,14 @@ mod vmharness;
 use std::path::Path;
 use std::time::Duration;
 
-use common::cosign::{policy, sign_and_push, Signer};
+use common::cosign::{payload, policy, push_signatures, sign_and_push, Signer};
 use common::image::push;
 use common::registry::Registry;
 use common::{assert_success, wyrcan};
 use sha2::{Digest as _, Sha256};
 use vmharness::tpm::Swtpm;
 use vmharness::{artifact, bootable_showing_booted, Net, Vm, VmConfig, BOOT, GUEST_REGISTRY};
+use wyrcan_core::digest::Digest;
 
 /// The registry with `trust/os:v1` (signed by `signer`, or not), and the
 /// boot environment customized to boot it under a policy requiring
@@ -175,4 +182,182 @@ fn tpm_required_without_a_tpm_refuses_to_boot() {
     assert!(line.contains("no TPM 2.0"), "{line}");
     vm.wait_for("Rebooting in", Duration::from_secs(30));
     assert!(!vm.log().contains("CONTAINER-MARKER"));
+}
+
+// ------------------------------------------- every case of the host test, at boot
+
+/// What a case must end in.
+enum Expect {
+    /// The image boots; its booted.json verdict has this requirement.
+    Boots(&'static str),
+    /// Not booted; the console names this reason.
+    Refused(&'static str),
+}
+
+/// One boot under a policy: `repo:v1` pushed, `sign` given the registry,
+/// the image's reference as the guest names it and its digest, `policy`
+/// writing the policy file into the directory.
+fn case(
+    name: &str,
+    repo: &str,
+    sign: impl FnOnce(&Registry, &str, &Digest),
+    policy: impl FnOnce(&Path) -> std::path::PathBuf,
+    expect: Expect,
+) {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = format!("{GUEST_REGISTRY}/{repo}:v1");
+    let digest = push(&registry, repo, "v1", &bootable_showing_booted(name));
+    sign(&registry, &image, &digest);
+    let p = policy(dir.path());
+    let custom = dir.path().join("custom.initrd");
+    let base = artifact("wyrcan.initrd");
+    let out = wyrcan(&[
+        "customize",
+        "--initrd",
+        base.to_str().unwrap(),
+        "-o",
+        custom.to_str().unwrap(),
+        "--image",
+        &image,
+        "--insecure",
+        GUEST_REGISTRY,
+        "--policy",
+        p.to_str().unwrap(),
+        "--arg",
+        "quiet",
+    ]);
+    assert_success(&out, "wyrcan customize --policy");
+    let mut vm = vm(name, &registry, &custom, "", None);
+    match expect {
+        Expect::Boots(requirement) => {
+            vm.wait_for("Wyrcan", BOOT);
+            vm.container(name);
+            let booted = vm.printed("BOOTED=");
+            let b: serde_json::Value = serde_json::from_str(&booted).unwrap();
+            assert_eq!(b["policy"]["requirement"], requirement, "{name}: {b}");
+            vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+        }
+        Expect::Refused(reason) => {
+            let line = vm.boot_failed();
+            assert!(line.contains("is not trusted"), "{name}: {line}");
+            assert!(line.contains(reason), "{name}: {line}");
+            vm.wait_for("Rebooting in", Duration::from_secs(30));
+            let log = vm.log();
+            assert!(
+                !log.contains("CONTAINER-MARKER"),
+                "{name}: an untrusted image ran"
+            );
+            assert!(
+                !log.contains("loading the kernel for kexec"),
+                "{name}: {log}"
+            );
+        }
+    }
+}
+
+fn scope() -> String {
+    format!("{GUEST_REGISTRY}/trust")
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn at_boot_wrong_key_copied_tampered_identity_and_reject_are_refused_with_the_reason() {
+    let key = Signer::ecdsa();
+    let other = Signer::ecdsa();
+    let only = |dir: &Path| policy(dir, "reject", &scope(), &[&key.public], None);
+    case(
+        "wrong-key",
+        "trust/wrongkey",
+        |r, image, d| sign_and_push(r, "trust/wrongkey", image, d, &other),
+        only,
+        Expect::Refused("no key matched"),
+    );
+    case(
+        "copied",
+        "trust/copied",
+        |r, image, d| {
+            let donor = Digest::of(b"another image's manifest");
+            let pl = payload(image, &donor);
+            let sig = key.sign(&pl);
+            push_signatures(r, "trust/copied", d, &[(pl, sig)]);
+        },
+        only,
+        Expect::Refused("digest mismatch"),
+    );
+    case(
+        "tampered",
+        "trust/tampered",
+        |r, image, d| {
+            let pl = payload(image, d);
+            let sig = key.sign(&pl);
+            let mut changed = pl.clone();
+            let at = changed.len() - 2;
+            changed[at] = b' ';
+            push_signatures(r, "trust/tampered", d, &[(changed, sig)]);
+        },
+        only,
+        Expect::Refused("no key matched"),
+    );
+    case(
+        "identity",
+        "trust/identity",
+        |r, _, d| {
+            let as_latest = format!("{GUEST_REGISTRY}/trust/identity:latest");
+            sign_and_push(r, "trust/identity", &as_latest, d, &key)
+        },
+        |dir: &Path| policy(dir, "reject", &scope(), &[&key.public], Some("matchExact")),
+        Expect::Refused("identity mismatch"),
+    );
+    case(
+        "outside",
+        "elsewhere/os",
+        |r, image, d| sign_and_push(r, "elsewhere/os", image, d, &key),
+        only,
+        Expect::Refused("rejected"),
+    );
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn at_boot_a_rotated_key_under_match_repository_and_an_open_scope_boot() {
+    let old = Signer::ecdsa();
+    let new = Signer::rsa();
+    // Signed by the second of two keys (RSA), under another tag.
+    case(
+        "rotated",
+        "trust/rotated",
+        |r, _, d| {
+            let as_latest = format!("{GUEST_REGISTRY}/trust/rotated:latest");
+            sign_and_push(r, "trust/rotated", &as_latest, d, &new)
+        },
+        |dir: &Path| {
+            policy(
+                dir,
+                "reject",
+                &scope(),
+                &[&old.public, &new.public],
+                Some("matchRepository"),
+            )
+        },
+        Expect::Boots("sigstoreSigned"),
+    );
+    // Unsigned, in a scope that accepts anything, under a reject default.
+    case(
+        "open",
+        "open/os",
+        |_, _, _| {},
+        |dir: &Path| {
+            let p = dir.join("policy.json");
+            std::fs::write(
+                &p,
+                format!(
+                    r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"{GUEST_REGISTRY}/open":[{{"type":"insecureAcceptAnything"}}]}}}}}}"#
+                ),
+            )
+            .unwrap();
+            p
+        },
+        Expect::Boots("insecureAcceptAnything"),
+    );
 }

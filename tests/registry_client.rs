@@ -66,7 +66,7 @@ fn blob_path(d: &Digest) -> String {
 fn download(c: &Client, d: &Descriptor) -> (anyhow::Result<()>, Vec<u8>, Vec<u64>) {
     let mut f = tempfile::tempfile().unwrap();
     let seen = Mutex::new(Vec::new());
-    let r = c.download_blob(d, &mut f, &|n| seen.lock().unwrap().push(n));
+    let r = c.download_blob(d, &mut f, false, &|n| seen.lock().unwrap().push(n));
     f.seek(SeekFrom::Start(0)).unwrap();
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).unwrap();
@@ -429,6 +429,66 @@ fn blob_cut_mid_body_resumes_with_range() {
         seen.windows(2).all(|w| w[0] <= w[1]),
         "progress went back on a resume"
     );
+}
+
+/// A server answering ranges properly (206 from the asked byte).
+fn range_server(data: Vec<u8>) -> Server {
+    Server::registry(move |req, _| match req.header("range") {
+        None => Reply::new(200).body(&data),
+        Some(r) => {
+            let start: usize = r
+                .strip_prefix("bytes=")
+                .unwrap()
+                .trim_end_matches('-')
+                .parse()
+                .unwrap();
+            let range = format!("bytes {start}-{}/{}", data.len() - 1, data.len());
+            Reply::new(206)
+                .header("Content-Range", &range)
+                .body(&data[start..])
+        }
+    })
+}
+
+#[test]
+fn a_partial_file_from_an_earlier_pull_is_resumed_and_a_whole_one_kept() {
+    // What PID 1's whole-pull retry finds: the bytes an earlier attempt got.
+    let data = blob(300_000);
+    let d = desc(&data);
+    let server = range_server(data.clone());
+    let c = client(&server, None);
+    let mut f = tempfile::tempfile().unwrap();
+    f.write_all(&data[..123_456]).unwrap();
+    c.download_blob(&d, &mut f, true, &|_| {}).unwrap();
+    let mut got = Vec::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_end(&mut got).unwrap();
+    assert!(got == data, "resumed bytes differ");
+    let reqs = server.requests(&blob_path(&d.digest));
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].header("range"), Some("bytes=123456-"));
+
+    // Complete already: verified, no request at all.
+    c.download_blob(&d, &mut f, true, &|_| {}).unwrap();
+    assert_eq!(server.requests(&blob_path(&d.digest)).len(), 1);
+
+    // Wrong bytes in the partial file: the digest catches it and the blob
+    // is downloaded again whole.
+    let mut bad = tempfile::tempfile().unwrap();
+    let mut wrong = data[..200_000].to_vec();
+    wrong[10] ^= 1;
+    bad.write_all(&wrong).unwrap();
+    c.download_blob(&d, &mut bad, true, &|_| {}).unwrap();
+    let mut got = Vec::new();
+    bad.seek(SeekFrom::Start(0)).unwrap();
+    bad.read_to_end(&mut got).unwrap();
+    assert!(got == data, "a bad partial file was not replaced");
+    // Without `resume`, the file's bytes are never used.
+    let mut other = tempfile::tempfile().unwrap();
+    other.write_all(&data[..1000]).unwrap();
+    c.download_blob(&d, &mut other, false, &|_| {}).unwrap();
+    let last = server.requests(&blob_path(&d.digest)).pop().unwrap();
+    assert_eq!(last.header("range"), None);
 }
 
 #[test]

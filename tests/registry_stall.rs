@@ -100,7 +100,7 @@ fn download(server: &Server, o: &PullOptions, d: &Descriptor) -> (anyhow::Result
     let d = d.clone();
     within(WATCHDOG, move || {
         let mut f = tempfile::tempfile().unwrap();
-        let res = c.download_blob(&d, &mut f, &|_| {});
+        let res = c.download_blob(&d, &mut f, false, &|_| {});
         f.seek(SeekFrom::Start(0)).unwrap();
         let mut got = Vec::new();
         f.read_to_end(&mut got).unwrap();

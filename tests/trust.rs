@@ -11,21 +11,13 @@ use std::path::Path;
 use common::cosign::{
     payload, policy, push_referrer_signature, push_signatures, sign_and_push, Signer,
 };
-use common::image::{push, Entry, Image, Layer};
+use common::image::{push, small_bootable, Image};
 use common::registry::Registry;
 use common::{assert_failure, assert_mentions, assert_success, wyrcan, Outputs};
 use wyrcan_core::digest::Digest;
 
-/// A small bootable image; `mark` makes each image's digest its own.
 fn image(mark: &str) -> Image {
-    Image::oci(vec![Layer::new(vec![
-        Entry::dir("boot"),
-        Entry::file("boot/vmlinuz-6.1", format!("FAKE-KERNEL {mark}\n")),
-        Entry::symlink("boot/wyrcan.kernel", "vmlinuz-6.1"),
-        Entry::file("boot/wyrcan.cmdline", "console=ttyS0\n"),
-        Entry::dir("etc"),
-        Entry::file("init", "#!/bin/sh\n").mode(0o755),
-    ])])
+    small_bootable(mark)
 }
 
 struct Case {

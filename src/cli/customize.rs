@@ -66,6 +66,10 @@ pub struct CustomizeArgs {
     /// DNS server (as nameserver=; repeatable).
     #[arg(long, value_name = "ADDR")]
     pub nameserver: Vec<String>,
+    /// Registry mirror, REGISTRY=URL[,URL…] (as wyrcan.mirror; repeatable):
+    /// tried before the registry, content verified by digest.
+    #[arg(long, value_name = "REGISTRY=URL")]
+    pub mirror: Vec<String>,
     /// Trust policy, containers-policy.json(5): images it rejects are not
     /// booted. The public keys it names are embedded too.
     #[arg(long, value_name = "FILE")]
@@ -153,6 +157,9 @@ fn contents(a: &CustomizeArgs) -> Result<Contents> {
     for ns in &a.nameserver {
         ipconfig::parse_nameserver(ns).map_err(|e| anyhow!("--nameserver {ns}: {e}"))?;
     }
+    for m in &a.mirror {
+        wyrcan_core::mirror::parse(m).map_err(|e| anyhow!("--mirror {m}: {e}"))?;
+    }
     for host in &a.insecure {
         if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
             bail!("--insecure {host:?}: expected HOST[:PORT], e.g. 10.0.0.5:5000");
@@ -207,6 +214,7 @@ fn contents(a: &CustomizeArgs) -> Result<Contents> {
             nameservers: a.nameserver.clone(),
             proxy: a.proxy.clone(),
             no_proxy: a.no_proxy.clone(),
+            mirrors: a.mirror.clone(),
             pcr: a.pcr,
         },
         auth,
@@ -325,9 +333,10 @@ fn show(bytes: &[u8], file: &Path, out: &mut dyn Write) -> Result<()> {
     let cfg = &c.config;
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
     writeln!(out, "image: {}", opt(&cfg.image))?;
-    let lists: [(&str, &[String]); 5] = [
+    let lists: [(&str, &[String]); 6] = [
         ("arg", &cfg.args),
         ("insecure", &cfg.insecure),
+        ("mirror", &cfg.mirrors),
         ("ip", &cfg.ip),
         ("nameserver", &cfg.nameservers),
         ("no-proxy", &cfg.no_proxy),

@@ -179,6 +179,7 @@ pub fn run(a: InspectArgs, progress: &Progress) -> Result<()> {
             &client,
             &resolved,
             scratch.path(),
+            None,
             opts.jobs,
             opts.max_entries,
             progress,

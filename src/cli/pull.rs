@@ -8,11 +8,15 @@ use std::str::FromStr;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use wyrcan_core::manifest::Platform;
+use wyrcan_core::mirror::{self, Mirror};
 use wyrcan_core::proxy::{self, NoProxy, ProxyUrl};
 use wyrcan_core::reference::Reference;
 
 use crate::pull::{CredentialSource, PullOptions};
 use crate::registry::Credentials;
+
+/// Where containers tools keep registry mirrors on a host.
+const REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
 
 /// How to reach the registry; shared by every pulling command.
 #[derive(Debug, Clone, Args)]
@@ -45,6 +49,12 @@ pub struct PullArgs {
     /// it): HOST, .DOMAIN, IP, CIDR (10.0.0.0/8), * ; each optionally :PORT.
     #[arg(long, value_name = "LIST")]
     pub no_proxy: Vec<String>,
+    /// Try this mirror before the registry, REGISTRY=URL[,URL…] (repeatable;
+    /// REGISTRY is host[:port] or *; URL http(s)://host[:port][/prefix],
+    /// resolve+URL may also answer tag lookups). Mirrors serve content by
+    /// digest, verified. Added to those of /etc/containers/registries.conf.
+    #[arg(long, value_name = "REGISTRY=URL")]
+    pub mirror: Vec<String>,
     /// Accept only images this containers-policy.json(5) accepts (cosign
     /// signatures checked before any layer is downloaded).
     #[arg(long, value_name = "FILE")]
@@ -114,8 +124,39 @@ impl PullArgs {
                 Some(p) => Some(super::policy::load(p)?),
                 None => None,
             },
+            mirrors: self.mirrors()?,
             ..PullOptions::default()
         })
+    }
+
+    /// `--mirror`s first, then the host's registries.conf mirrors (a file
+    /// that does not parse is a warning: it is the host's, not ours).
+    fn mirrors(&self) -> Result<Vec<Mirror>> {
+        let mut out = self
+            .mirror
+            .iter()
+            .map(|m| mirror::parse(m).map_err(|e| anyhow!("--mirror {m}: {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        let conf = std::env::var_os("CONTAINERS_REGISTRIES_CONF")
+            .map_or_else(|| PathBuf::from(REGISTRIES_CONF), PathBuf::from);
+        match std::fs::read_to_string(&conf) {
+            Ok(text) => match mirror::from_registries_conf(&text) {
+                Ok(found) => {
+                    if !found.is_empty() {
+                        tracing::debug!(
+                            "mirrors from {}: {} registries",
+                            conf.display(),
+                            found.len()
+                        );
+                    }
+                    out.extend(found);
+                }
+                Err(e) => tracing::warn!("{}: {e}; its mirrors are not used", conf.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("reading {}: {e}; its mirrors are not used", conf.display()),
+        }
+        Ok(out)
     }
 }
 

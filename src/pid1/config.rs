@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use wyrcan_core::cmdline::{EfiAction, WyrcanArgs};
 use wyrcan_core::efivar::{self, StoredConfig};
 use wyrcan_core::ipconfig::{self, IpConfig};
+use wyrcan_core::mirror;
 use wyrcan_core::proxy::{self, ProxyUrl};
 use wyrcan_core::reference::Reference;
 use wyrcan_core::site::SiteConfig;
@@ -72,6 +73,8 @@ pub fn pull_options(insecure: &[String]) -> PullOptions {
         insecure: insecure.to_vec(),
         credentials: CredentialSource::Anonymous,
         tmpdir: Some("/tmp".into()),
+        // A pull cut mid-layer is retried whole; this lets it resume.
+        keep_partial: Some("/tmp/wyrcan-layers".into()),
         proxy_env: false,
         ..PullOptions::default()
     }
@@ -117,6 +120,11 @@ pub fn validate(
         ),
         None => None,
     };
+    let mirrors = args
+        .mirrors
+        .iter()
+        .map(|m| mirror::parse(m).map_err(|e| anyhow!("wyrcan.mirror={m}: {e}{from}")))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Some(BootConfig {
         image,
         args: args.args.clone(),
@@ -124,6 +132,7 @@ pub fn validate(
         pull: PullOptions {
             insecure: args.insecure.clone(),
             proxy,
+            mirrors,
             ..pull.clone()
         },
         efi: args.efi,
@@ -166,6 +175,7 @@ pub fn from_efi(
     merged.efi = cmdline.efi;
     merged.proxy = cmdline.proxy.clone();
     merged.pcr = cmdline.pcr;
+    merged.mirrors = cmdline.mirrors.clone();
     merged.tpm_required = cmdline.tpm_required;
     validate(&with_defaults(&merged, site), Source::Efi, pull)
 }
@@ -210,6 +220,7 @@ pub fn site(sys: &dyn Sys, pull: &mut PullOptions) -> Result<Option<WyrcanArgs>>
         ip: site.ip,
         nameservers: site.nameservers,
         proxy: site.proxy,
+        mirrors: site.mirrors,
         pcr: site.pcr,
         ..WyrcanArgs::default()
     }))
@@ -258,6 +269,12 @@ pub fn with_defaults(args: &WyrcanArgs, site: Option<&WyrcanArgs>) -> WyrcanArgs
     }
     if out.pcr.is_none() {
         out.pcr = site.pcr;
+    }
+    // The cmdline's mirrors are tried first, then the site's.
+    for m in &site.mirrors {
+        if !out.mirrors.contains(m) {
+            out.mirrors.push(m.clone());
+        }
     }
     for i in &site.insecure {
         if !out.insecure.contains(i) {

@@ -43,17 +43,28 @@ pub fn decoder<'a>(compression: Compression, r: impl Read + 'a) -> io::Result<Bo
     })
 }
 
-/// Download every layer (in parallel), verify it, and index it.
+/// Download every layer (in parallel), verify it, and index it. With
+/// `keep`, layers are downloaded into files named by digest there, which a
+/// failed pull leaves behind for the next one to resume; after a complete
+/// pull they are unlinked (the open files stay readable).
+#[allow(clippy::too_many_arguments)]
 pub fn fetch_layers(
     client: &Client,
     r: &Resolved,
     scratch: &Path,
+    keep: Option<&Path>,
     jobs: usize,
     max_entries: u64,
     progress: &Progress,
 ) -> Result<Vec<LocalLayer>> {
     let budget = AtomicU64::new(max_entries);
     let layers = &r.manifest.layers;
+    if let Some(dir) = keep {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Another image's leftovers only take memory.
+        let wanted: Vec<&str> = layers.iter().map(|l| l.digest.hex()).collect();
+        forget_partials(dir, &wanted);
+    }
     let slots: Vec<Mutex<Option<Result<LocalLayer>>>> =
         layers.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -63,7 +74,7 @@ pub fn fetch_layers(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(desc) = layers.get(i) else { break };
-                let res = fetch_one(client, r, i, desc, scratch, &budget, progress);
+                let res = fetch_one(client, r, i, desc, scratch, keep, &budget, progress);
                 let failed = res.is_err();
                 *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(res);
                 if failed {
@@ -80,15 +91,33 @@ pub fn fetch_layers(
             None => bail!("a layer download was abandoned after another one failed"),
         }
     }
+    if let Some(dir) = keep {
+        forget_partials(dir, &[]);
+    }
     Ok(out)
 }
 
+/// Unlink the files in `dir` not named in `wanted`.
+fn forget_partials(dir: &Path, wanted: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !wanted.iter().any(|w| name.to_str() == Some(*w)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn fetch_one(
     client: &Client,
     r: &Resolved,
     i: usize,
     desc: &Descriptor,
     scratch: &Path,
+    keep: Option<&Path>,
     budget: &AtomicU64,
     progress: &Progress,
 ) -> Result<LocalLayer> {
@@ -100,14 +129,31 @@ fn fetch_one(
         &format!("layer {}/{n} {}", i + 1, desc.digest.short()),
         desc.size,
     );
-    let mut file = tempfile::tempfile_in(scratch).with_context(|| {
-        format!(
-            "creating a scratch file in {} for {what}",
-            scratch.display()
-        )
-    })?;
+    let (mut file, resume) = match keep {
+        // Named by digest, so the next attempt finds what this one got.
+        Some(dir) => {
+            let path = dir.join(desc.digest.hex());
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("opening {} for {what}", path.display()))?;
+            (f, true)
+        }
+        None => (
+            tempfile::tempfile_in(scratch).with_context(|| {
+                format!(
+                    "creating a scratch file in {} for {what}",
+                    scratch.display()
+                )
+            })?,
+            false,
+        ),
+    };
     client
-        .download_blob(desc, &mut file, &|done| bar.set(done))
+        .download_blob(desc, &mut file, resume, &|done| bar.set(done))
         .with_context(|| format!("downloading {what} of {}", r.reference))?;
     bar.finish();
     file.rewind().context("rewinding a scratch file")?;

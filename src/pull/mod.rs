@@ -69,6 +69,7 @@ pub fn pull_checked(
         &client,
         &resolved,
         scratch.path(),
+        opts.keep_partial.as_deref(),
         opts.jobs,
         opts.max_entries,
         progress,

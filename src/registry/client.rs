@@ -1,4 +1,5 @@
-//! Requests to one repository of one registry: the scheme of an insecure
+//! Requests to one repository at one endpoint (the registry itself, or one
+//! of its mirrors, see [`super::fallback`]): the scheme of an insecure
 //! registry, redirects (each hop with its own TLS policy; the registry's
 //! `Authorization` never leaves the registry), auth challenges (bearer
 //! tokens, basic), manifests verified in memory, the route of each request
@@ -15,6 +16,7 @@ use ureq::tls::TlsConfig;
 use ureq::Agent;
 use wyrcan_core::digest::Digest;
 use wyrcan_core::manifest::MANIFEST_ACCEPT;
+use wyrcan_core::mirror::Endpoint as MirrorEndpoint;
 use wyrcan_core::proxy::ProxyConfig;
 use wyrcan_core::reference::Reference;
 
@@ -23,13 +25,38 @@ use super::pace::{Deadline, Limits, Pace};
 use super::transport::{
     backoff_delay, default_port, forward_agent, is_insecure, location_is_https, lock, origin,
     proxy_config, proxy_refused, read_limited, resolve_location, retry_after, split_host_port,
-    with_what, Agents, Auth, Failure, Route, Sent, MAX_BACKOFF,
+    with_what, Agents, Auth, Failure, Route, Sent,
 };
 use super::{tls, CredentialSource, FetchedManifest, PullOptions, RegistryError};
 
 /// Upper bound of a manifest body; the distribution spec asks registries to
 /// accept at least 4 MiB, so anything far above is not a manifest.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// The longest `Retry-After` honoured: a registry asking for more is as
+/// good as down for a boot.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Half of `d`, plus up to the other half at random ("equal jitter"): the
+/// waits keep growing, and a rack's retries spread out.
+fn jitter(d: Duration, r: u32) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(f64::from(r) / f64::from(u32::MAX))
+}
+
+/// Up to a quarter of `d` more, at random.
+fn spread(d: Duration, r: u32) -> Duration {
+    (d / 4).mul_f64(f64::from(r) / f64::from(u32::MAX))
+}
+
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // Without randomness the wait is just not spread; never an error.
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    u32::from_ne_bytes(b)
+}
+
+/// How long a mirror may take to accept a connection.
+const MIRROR_CONNECT: Duration = Duration::from_secs(3);
 /// Redirect hops followed per request (registry → CDN is one or two).
 const MAX_REDIRECTS: u32 = 10;
 
@@ -41,9 +68,16 @@ fn is_proxy_error(err: &anyhow::Error) -> bool {
     )
 }
 
-/// A client for one repository of one registry. `Send + Sync`: share it by
-/// reference (or `Arc`) between download threads.
-pub struct Client {
+/// A client for one repository at one endpoint: the registry, or a mirror
+/// of it. `Send + Sync`: share it by reference between download threads.
+pub struct Endpoint {
+    /// Path before `/v2/` (a mirror's prefix; empty for a registry).
+    pub(super) prefix: String,
+    /// `?ns=<registry>` on every API request to a mirror, as containerd
+    /// sends it: one mirror can serve several registries.
+    pub(super) ns: Option<String>,
+    /// The mirror this is, for messages (`None`: the registry itself).
+    pub(super) mirror: Option<MirrorEndpoint>,
     /// The registry as written in the reference (`docker.io`), for messages.
     pub(super) registry: String,
     /// Where the API answers (`registry-1.docker.io`, `host:port`).
@@ -78,16 +112,37 @@ pub struct Client {
     pub(super) auth: Mutex<Option<String>>,
 }
 
-impl Client {
+impl Endpoint {
     /// A client for `reference`'s repository. Reads the `--ca` files and the
     /// system roots now, so a bad CA file fails here rather than mid-pull;
     /// looks up the credentials now too (running a credential helper if the
     /// host's auth files name one: its failure is an error here).
-    pub fn new(reference: &Reference, opts: &PullOptions) -> anyhow::Result<Client> {
-        let registry = reference.registry().to_string();
-        let api_host = reference.api_host().to_string();
-        let registry_insecure =
-            is_insecure(&opts.insecure, &registry) || is_insecure(&opts.insecure, &api_host);
+    pub fn new(
+        reference: &Reference,
+        opts: &PullOptions,
+        mirror: Option<&MirrorEndpoint>,
+    ) -> anyhow::Result<Endpoint> {
+        let (registry, api_host) = match mirror {
+            Some(m) => (m.host.clone(), m.host.clone()),
+            None => (
+                reference.registry().to_string(),
+                reference.api_host().to_string(),
+            ),
+        };
+        let mut insecure = opts.insecure.clone();
+        // An http:// mirror was written so by the operator: plain HTTP to
+        // that host (its bytes are verified by digest all the same).
+        let fixed_scheme = match mirror {
+            Some(m) if m.scheme == "http" => {
+                insecure.push(m.host.clone());
+                Some("http")
+            }
+            Some(_) => Some("https"),
+            None => None,
+        };
+        let registry_insecure = fixed_scheme == Some("http")
+            || is_insecure(&opts.insecure, &registry)
+            || is_insecure(&opts.insecure, &api_host);
         let (h, p) = split_host_port(&api_host);
         let api_origin = (h.to_ascii_lowercase(), p);
 
@@ -106,7 +161,10 @@ impl Client {
         };
 
         let roots = tls::root_certs(&opts.ca_files, opts.system_roots)?;
-        let limits = Limits::new(opts);
+        let mut limits = Limits::new(opts);
+        if mirror.is_some() {
+            limits.connect = MIRROR_CONNECT;
+        }
         let proxies = proxy_config(opts)?;
         if !proxies.is_empty() {
             debug!("proxies: {proxies}");
@@ -126,28 +184,36 @@ impl Client {
             Some(p) => Some(forward_agent(p, &limits)?),
             None => None,
         };
-        if registry_insecure {
+        if registry_insecure && mirror.is_none() {
             warn!("registry {registry} is insecure: plain HTTP or unverified TLS (image digests are still verified)");
         }
 
-        Ok(Client {
+        Ok(Endpoint {
+            prefix: mirror.map(|m| m.prefix.clone()).unwrap_or_default(),
+            ns: mirror.map(|_| reference.registry().to_string()),
+            mirror: mirror.cloned(),
             registry,
             api_host,
             api_origin,
             repository: reference.repository().to_string(),
             image: reference.to_string(),
-            insecure: opts.insecure.clone(),
+            insecure,
             registry_insecure,
             credentials: found.credentials,
             credentials_note: found.note,
-            retries: opts.retries,
+            // A mirror gets one retry: the next endpoint is the better bet.
+            retries: if mirror.is_some() {
+                opts.retries.min(1)
+            } else {
+                opts.retries
+            },
             backoff: opts.backoff,
             limits,
             verified,
             unverified,
             proxies,
             forward,
-            scheme: Mutex::new(None),
+            scheme: Mutex::new(fixed_scheme),
             auth: Mutex::new(None),
         })
     }
@@ -162,6 +228,41 @@ impl Client {
         expected: Option<&Digest>,
     ) -> anyhow::Result<FetchedManifest> {
         self.fetch_document("manifests", reference, expected)
+    }
+
+    /// HEAD `/v2/<repo>/manifests/<tag>`: the digest the tag points at,
+    /// from `Docker-Content-Digest` (`None` when the registry sends none).
+    /// How a tag is resolved when its manifest should then come from a
+    /// mirror, by digest, as containerd does.
+    pub fn head_manifest(&self, tag: &str) -> anyhow::Result<Option<Digest>> {
+        let what = || format!("resolving {}", self.image_at(tag));
+        self.retrying(what, || {
+            let url = self.api_url(&format!("manifests/{tag}"))?;
+            let deadline = self.limits.fixed();
+            let sent = self.send_with(
+                true,
+                &url,
+                &[("Accept", MANIFEST_ACCEPT.to_string())],
+                Auth::Registry,
+                &deadline,
+            )?;
+            match sent.resp.status().as_u16() {
+                200 => {}
+                404 => {
+                    return Err(Failure::fatal(RegistryError::ManifestNotFound {
+                        image: self.image_at(tag),
+                        registry: self.registry.clone(),
+                    }))
+                }
+                _ => return Err(self.status_failure(&sent)),
+            }
+            Ok(sent
+                .resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Digest>().ok()))
+        })
     }
 
     /// GET `/v2/<repo>/referrers/<digest>` (OCI distribution 1.1): the
@@ -193,11 +294,7 @@ impl Client {
             _ => format!("fetching the {endpoint} of {}", self.image_at(reference)),
         };
         self.retrying(what, || {
-            let url = format!(
-                "{}/v2/{}/{endpoint}/{reference}",
-                self.base()?,
-                self.repository
-            );
+            let url = self.api_url(&format!("{endpoint}/{reference}"))?;
             let deadline = self.limits.fixed();
             let sent = self.send(
                 &url,
@@ -291,11 +388,19 @@ impl Client {
         unreachable!("the retry loop returns")
     }
 
-    /// The wait before retry number `failures` (0-based).
+    /// The wait before retry number `failures` (0-based): the backoff
+    /// with jitter, so machines that failed together (a rack rebooting at
+    /// once) do not come back together; at least the server's
+    /// `Retry-After` (429, 503), capped, plus a spread of its own.
     pub(super) fn delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
-        let backoff = backoff_delay(self.backoff, failures);
-        // Honour the server's request, but never wait longer than the cap.
-        retry_after.map_or(backoff, |r| backoff.max(r.min(MAX_BACKOFF)))
+        let backoff = jitter(backoff_delay(self.backoff, failures), random_u32());
+        match retry_after {
+            Some(r) => {
+                let r = r.min(MAX_RETRY_AFTER);
+                backoff.max(r + spread(r, random_u32()))
+            }
+            None => backoff,
+        }
     }
 
     /// `scheme://api_host`. For an insecure registry the first call finds out
@@ -317,7 +422,7 @@ impl Client {
     /// Go's "400 client sent an HTTP request to an HTTPS server"), and then
     /// HTTPS without verification is tried.
     pub(super) fn probe_scheme(&self) -> Result<&'static str, Failure> {
-        let http_url = format!("http://{}/v2/", self.api_host);
+        let http_url = format!("http://{}{}/v2/", self.api_host, self.prefix);
         let probe = |url: &str| {
             let route = self.route_url(url);
             route
@@ -342,7 +447,7 @@ impl Client {
         if let Some(f) = http_err.take_if(|f| is_proxy_error(&f.err)) {
             return Err(f);
         }
-        let https_url = format!("https://{}/v2/", self.api_host);
+        let https_url = format!("https://{}{}/v2/", self.api_host, self.prefix);
         match probe(&https_url) {
             Ok(_) => {
                 debug!("insecure registry {} speaks TLS only", self.api_host);
@@ -355,11 +460,35 @@ impl Client {
     }
 
     pub(super) fn blob_url(&self, digest: &Digest) -> Result<String, Failure> {
+        self.api_url(&format!("blobs/{digest}"))
+    }
+
+    /// `scheme://host[/prefix]/v2/<repo>/<path>[?ns=<registry>]`.
+    pub(super) fn api_url(&self, path: &str) -> Result<String, Failure> {
+        let ns = match &self.ns {
+            Some(r) => format!("?ns={r}"),
+            None => String::new(),
+        };
         Ok(format!(
-            "{}/v2/{}/blobs/{digest}",
+            "{}{}/v2/{}/{path}{ns}",
             self.base()?,
+            self.prefix,
             self.repository
         ))
+    }
+
+    /// What the logs call this endpoint: `mirror http://cache.lan:5000` or
+    /// the registry's name.
+    pub fn name(&self) -> String {
+        match &self.mirror {
+            Some(m) => format!("mirror {m}"),
+            None => self.registry.clone(),
+        }
+    }
+
+    /// Whether this is a mirror that may answer tag lookups, or the registry.
+    pub(super) fn resolves_tags(&self) -> bool {
+        self.mirror.as_ref().is_none_or(|m| m.resolve)
     }
 
     /// `registry/repo:tag` or `registry/repo@digest`, for messages.
@@ -493,6 +622,18 @@ impl Client {
         auth: Auth<'_>,
         deadline: &Deadline,
     ) -> Result<Sent, Failure> {
+        self.send_with(false, url, headers, auth, deadline)
+    }
+
+    /// [`Endpoint::send`], as a HEAD request when `head`.
+    pub(super) fn send_with(
+        &self,
+        head: bool,
+        url: &str,
+        headers: &[(&str, String)],
+        auth: Auth<'_>,
+        deadline: &Deadline,
+    ) -> Result<Sent, Failure> {
         let mut url = url.to_string();
         let mut authenticated = false;
         let first_origin = url.parse::<Uri>().ok().as_ref().and_then(origin);
@@ -513,7 +654,11 @@ impl Client {
             if let Some(p) = route.proxy() {
                 debug!("GET {url} through proxy {p}");
             }
-            let mut req = route.get(&url);
+            let mut req = if head {
+                route.head(&url)
+            } else {
+                route.get(&url)
+            };
             for (k, v) in headers {
                 req = req.header(*k, v);
             }
@@ -560,5 +705,23 @@ impl Client {
             };
             return Ok(Sent { resp, url, via });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_keeps_half_and_spreads_the_rest() {
+        let d = Duration::from_secs(4);
+        assert_eq!(jitter(d, 0), Duration::from_secs(2));
+        assert_eq!(jitter(d, u32::MAX), d);
+        let mid = jitter(d, u32::MAX / 2);
+        assert!(mid > Duration::from_secs(2) && mid < d, "{mid:?}");
+        assert_eq!(spread(d, 0), Duration::ZERO);
+        assert_eq!(spread(d, u32::MAX), Duration::from_secs(1));
+        // Two machines drawing differently wait differently.
+        assert_ne!(jitter(d, 1 << 30), jitter(d, 3 << 30));
     }
 }

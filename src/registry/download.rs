@@ -14,7 +14,7 @@ use wyrcan_core::manifest::Descriptor;
 
 use super::pace::{is_stall, is_timeout, Pace};
 use super::transport::{content_range_start, read_limited, with_what, Auth, Failure};
-use super::{Client, RegistryError};
+use super::{Endpoint, RegistryError};
 
 /// Attempts that fail after making progress resume without counting against
 /// `retries`, so a flaky link still finishes a big layer; this caps them.
@@ -22,17 +22,17 @@ use super::{Client, RegistryError};
 /// progress too), so a download makes at most `retries + 1 +
 /// MAX_PROGRESS_RESUMES` attempts, each within its deadline.
 const MAX_PROGRESS_RESUMES: u32 = 32;
-/// Upper bound of a blob read into memory by [`Client::fetch_blob_bytes`]
+/// Upper bound of a blob read into memory by [`Endpoint::fetch_blob_bytes`]
 /// (image configs are kilobytes; this only stops a hostile descriptor from
 /// making us allocate gigabytes).
 const MAX_BLOB_IN_MEMORY: u64 = 64 << 20;
 /// Read buffer for blob bodies.
 const CHUNK: usize = 256 << 10;
 
-impl Client {
+impl Endpoint {
     /// GET a small blob (an image config) into memory, verified against
     /// `desc.digest` and `desc.size`. Blobs over 64 MiB are refused: stream
-    /// those with [`Client::download_blob`].
+    /// those with [`Endpoint::download_blob`].
     pub fn fetch_blob_bytes(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
         let digest = &desc.digest;
         if desc.size > MAX_BLOB_IN_MEMORY {
@@ -97,10 +97,14 @@ impl Client {
     /// slowness. A digest mismatch starts over from scratch, with a warning,
     /// and is an error once the retries are spent: this never returns `Ok`
     /// with the wrong bytes in `out`.
+    ///
+    /// With `resume`, the bytes already in `out` (an earlier pull's, cut
+    /// short) are hashed and the download continues after them.
     pub fn download_blob(
         &self,
         desc: &Descriptor,
         out: &mut File,
+        resume: bool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> anyhow::Result<()> {
         let digest = &desc.digest;
@@ -108,7 +112,28 @@ impl Client {
             hasher: Hasher::new(),
             written: 0,
         };
-        st.reset(out, digest).map_err(|f| f.err)?;
+        if !resume || !st.resume(out, desc).map_err(|f| f.err)? {
+            st.reset(out, digest).map_err(|f| f.err)?;
+        }
+        if st.written == desc.size && st.written > 0 {
+            // Complete already: no request (a Range past the end is a 416).
+            let hasher = std::mem::replace(&mut st.hasher, Hasher::new());
+            if hasher.finish() == *digest {
+                progress(st.written);
+                return Ok(());
+            }
+            st.reset(out, digest).map_err(|f| f.err)?;
+        }
+        if st.written > 0 {
+            tracing::info!(
+                "blob {} of {}: resuming after {} of {} bytes from an earlier attempt",
+                digest.short(),
+                self.image,
+                st.written,
+                desc.size
+            );
+            progress(st.written);
+        }
         let mut failures = 0u32;
         let mut resumes = 0u32;
         // Bounded: each pass either returns or increments `failures` (at most
@@ -273,6 +298,37 @@ struct Partial {
 }
 
 impl Partial {
+    /// Take the bytes already in `out` as downloaded: hash them and
+    /// continue after them. False (start over) when there are more than
+    /// the blob has. A complete file is still checked by the next request's
+    /// end: a full one is verified here and returns without a request.
+    fn resume(&mut self, out: &mut File, desc: &Descriptor) -> Result<bool, Failure> {
+        let fail = |e: std::io::Error| {
+            Failure::fatal(anyhow::Error::new(e).context(format!(
+                "reading the partial download of blob {}",
+                desc.digest
+            )))
+        };
+        let len = out.metadata().map_err(fail)?.len();
+        if len == 0 || len > desc.size {
+            return Ok(false);
+        }
+        out.seek(SeekFrom::Start(0)).map_err(fail)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = out.read(&mut buf[..want]).map_err(fail)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            self.hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        self.written = len;
+        Ok(true)
+    }
+
     /// Start over: empty file, fresh hasher.
     fn reset(&mut self, out: &mut File, digest: &Digest) -> Result<(), Failure> {
         self.hasher = Hasher::new();

@@ -30,6 +30,7 @@
 pub mod auth;
 pub mod client;
 pub mod download;
+mod fallback;
 pub mod helper;
 mod pace;
 mod tls;
@@ -42,11 +43,13 @@ use std::time::Duration;
 
 use wyrcan_core::digest::Digest;
 use wyrcan_core::manifest::Platform;
+use wyrcan_core::mirror::Mirror;
 pub use wyrcan_core::proxy::ProxyUrl;
 use wyrcan_core::trust::Policy;
 
 pub use auth::Credentials;
-pub use client::Client;
+pub use client::Endpoint;
+pub use fallback::Client;
 pub use tls::CertTime;
 
 /// Everything that says how to pull an image: registry access (insecure
@@ -111,6 +114,13 @@ pub struct PullOptions {
     /// The trust policy (`--policy`, `/etc/wyrcan/policy.json`), its keys
     /// loaded. `None`: every image is accepted as served.
     pub policy: Option<Arc<Policy>>,
+    /// Where layers download to files named by digest that outlive a failed
+    /// pull, so the next pull resumes them with `Range` (PID 1, whose
+    /// whole-pull retries would otherwise start every layer over).
+    pub keep_partial: Option<PathBuf>,
+    /// Mirrors per registry (`--mirror`, `wyrcan.mirror=`, the site's,
+    /// registries.conf's), tried before the registry.
+    pub mirrors: Vec<Mirror>,
 }
 
 /// Default of [`PullOptions::min_rate`]: 1 KiB/s. Any working link, even a
@@ -150,6 +160,8 @@ impl Default for PullOptions {
             blob_deadline: REQUEST_DEADLINE,
             deadline_rate: DEADLINE_RATE,
             policy: None,
+            mirrors: Vec::new(),
+            keep_partial: None,
         }
     }
 }

@@ -33,6 +33,10 @@ pub(super) struct Limits {
     /// A blob attempt's deadline: `blob_base + remaining / blob_rate`.
     pub(super) blob_base: Duration,
     pub(super) blob_rate: u64,
+    /// Longest wait for a TCP connection (and for a name to resolve): a
+    /// mirror gets a short one, so a dead mirror costs seconds, not the
+    /// upstream's patience.
+    pub(super) connect: Duration,
 }
 
 impl Limits {
@@ -44,6 +48,7 @@ impl Limits {
             fixed: o.request_deadline,
             blob_base: o.blob_deadline,
             blob_rate: o.deadline_rate.max(1),
+            connect: Duration::from_secs(10),
         }
     }
 
@@ -266,6 +271,7 @@ mod tests {
             fixed: Duration::from_secs(60),
             blob_base: Duration::from_secs(60),
             blob_rate: 16 << 10,
+            connect: Duration::from_secs(10),
         }
     }
 

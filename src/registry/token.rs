@@ -10,14 +10,14 @@ use ureq::Body;
 use super::auth::{self, Challenge, Credentials};
 use super::pace::{Deadline, Pace};
 use super::transport::{lock, percent_encode, read_limited, Auth, Failure, Route, Sent};
-use super::Client;
+use super::Endpoint;
 
 /// Upper bound of a token endpoint answer.
 const MAX_TOKEN_BYTES: u64 = 1 << 20;
 /// The `client_id` of an OAuth2 token request.
 const CLIENT_ID: &str = "wyrcan";
 
-impl Client {
+impl Endpoint {
     /// Meet the challenge of a 401: fetch a bearer token, or use basic
     /// credentials. `sent` is the header the refused request carried.
     pub(super) fn authenticate(

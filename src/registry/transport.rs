@@ -259,19 +259,29 @@ impl<'a> Route<'a> {
 
     /// A GET of `url` along this route.
     pub(super) fn get(&self, url: &str) -> RequestBuilder<WithoutBody> {
+        self.request(false, url)
+    }
+
+    /// A HEAD request (a tag's digest, without its body).
+    pub(super) fn head(&self, url: &str) -> RequestBuilder<WithoutBody> {
+        self.request(true, url)
+    }
+
+    fn request(&self, head: bool, url: &str) -> RequestBuilder<WithoutBody> {
+        let start = |a: &Agent| if head { a.head(url) } else { a.get(url) };
         match *self {
-            Route::Direct(a) | Route::Tunnel(a, _) => a.get(url),
+            Route::Direct(a) | Route::Tunnel(a, _) => start(a),
             // The tunnel authenticates in its CONNECT; a forwarded request
             // carries the credentials itself.
             Route::Forward(a, p) => match p.basic_credentials() {
-                Some(c) => a.get(url).header(
+                Some(c) => start(a).header(
                     "Proxy-Authorization",
                     format!(
                         "Basic {}",
                         base64::engine::general_purpose::STANDARD.encode(c)
                     ),
                 ),
-                None => a.get(url),
+                None => start(a),
             },
         }
     }
@@ -522,8 +532,8 @@ pub(super) fn agent_config(tls: TlsConfig, proxy: Option<ureq::Proxy>, limits: &
         // Byte ranges and digests are about the bytes as stored: no
         // transparent compression.
         .accept_encoding("")
-        .timeout_resolve(Some(Duration::from_secs(10)))
-        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_resolve(Some(limits.connect))
+        .timeout_connect(Some(limits.connect))
         // Headers within one rate window, and no read idle for longer: a
         // whole window without a byte is below any floor. The average rate
         // and the deadline are checked per request (`pace`).
@@ -715,6 +725,7 @@ mod tests {
     fn client_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<super::super::Client>();
+        check::<super::super::Endpoint>();
     }
 
     #[test]

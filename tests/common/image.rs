@@ -812,3 +812,16 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A small image Wyrcan can convert (a fake kernel, `/init`, a cmdline
+/// file); `mark` makes each one's digests its own.
+pub fn small_bootable(mark: &str) -> Image {
+    Image::oci(vec![Layer::new(vec![
+        Entry::dir("boot"),
+        Entry::file("boot/vmlinuz-6.1", format!("FAKE-KERNEL {mark}\n")),
+        Entry::symlink("boot/wyrcan.kernel", "vmlinuz-6.1"),
+        Entry::file("boot/wyrcan.cmdline", "console=ttyS0\n"),
+        Entry::dir("etc"),
+        Entry::file("init", "#!/bin/sh\n").mode(0o755),
+    ])])
+}

@@ -91,6 +91,8 @@ pub fn wyrcan_via<S: AsRef<std::ffi::OsStr>>(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("HOME", test_home())
+        // The host's registries.conf may name mirrors: not in tests.
+        .env("CONTAINERS_REGISTRIES_CONF", "/nonexistent/registries.conf")
         .env("NO_COLOR", "1")
         .env("RUST_BACKTRACE", "1");
     for var in SCRUBBED_ENV {

@@ -39,6 +39,19 @@ pub enum Mode {
         /// How many blob requests get it.
         times: usize,
     },
+    /// Answer the first `times` blob requests with `code` and
+    /// `Retry-After: secs` (a registry shedding load).
+    Throttle {
+        /// 429 or 503.
+        code: u16,
+        /// How many blob requests get it.
+        times: usize,
+        /// The `Retry-After` value, in seconds.
+        secs: u64,
+    },
+    /// Serve under a path prefix (a mirror at `http://host/PREFIX`): the
+    /// prefix is stripped before forwarding; requests without it get 404.
+    Prefix(String),
     /// Answer every manifest GET (`/v2/<name>/manifests/<ref>`) with this
     /// body instead, and claim `digest` in `Docker-Content-Digest` (a
     /// registry that lies consistently).
@@ -148,6 +161,24 @@ enum Action {
 }
 
 fn handle(req: &Request, upstream: SocketAddr, state: &Mutex<State>) -> Reply {
+    let prefix = match &lock(state).mode {
+        Mode::Prefix(p) => Some(p.clone()),
+        _ => None,
+    };
+    let stripped;
+    let req = match prefix {
+        Some(p) => match req.path.strip_prefix(&p) {
+            Some(rest) if rest.starts_with('/') => {
+                stripped = Request {
+                    path: rest.to_string(),
+                    ..req.clone()
+                };
+                &stripped
+            }
+            _ => return Reply::new(404),
+        },
+        None => req,
+    };
     let range = req.header("range").map(str::to_string);
     let seen = |action: &'static str, status: u16| Seen {
         method: req.method.clone(),
@@ -163,7 +194,9 @@ fn handle(req: &Request, upstream: SocketAddr, state: &Mutex<State>) -> Reply {
         let targeted = is_blob(path) && matches;
         let get = req.method == "GET";
         let action = match st.mode.clone() {
-            Mode::Status { code, times } if targeted && st.fired < times => {
+            Mode::Status { code, times } | Mode::Throttle { code, times, .. }
+                if targeted && st.fired < times =>
+            {
                 st.fired += 1;
                 Some(Action::Status(code))
             }
@@ -179,6 +212,9 @@ fn handle(req: &Request, upstream: SocketAddr, state: &Mutex<State>) -> Reply {
         };
         if let Some(Action::Status(code)) = action {
             st.seen.push(seen("status", code));
+            if let Mode::Throttle { secs, .. } = st.mode {
+                return Reply::new(code).header("Retry-After", &secs.to_string());
+            }
             return Reply::new(code);
         }
         action

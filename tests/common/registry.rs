@@ -101,20 +101,27 @@ fn make_tls() -> Tls {
 impl Registry {
     /// Starts a plain-HTTP registry, anonymous, on a free loopback port.
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(None, None)
     }
 
     /// Starts a TLS registry (certificate for IP 127.0.0.1 and
     /// [`PROXIED_NAME`] from a fresh test CA, see [`Registry::ca_path`])
     /// requiring HTTP basic auth for `user`/`pass`.
     pub fn start_tls_basic(user: &str, pass: &str) -> Registry {
-        Registry::launch(Some((user, pass)))
+        Registry::launch(Some((user, pass)), None)
     }
 
-    fn launch(auth: Option<(&str, &str)>) -> Registry {
+    /// Starts a plain-HTTP pull-through cache of `upstream` (the registry's
+    /// own proxy mode, `proxy.remoteurl`): it fetches what it lacks from
+    /// `upstream`, keeps it, and refuses pushes.
+    pub fn start_cache_of(upstream: &Registry) -> Registry {
+        Registry::launch(None, Some(&upstream.base_url()))
+    }
+
+    fn launch(auth: Option<(&str, &str)>, remote: Option<&str>) -> Registry {
         let mut last = String::new();
         for _attempt in 0..3 {
-            match Registry::try_launch(auth) {
+            match Registry::try_launch(auth, remote) {
                 Ok(r) => return r,
                 Err(e) => last = e,
             }
@@ -122,7 +129,7 @@ impl Registry {
         panic!("docker-registry did not start: {last}");
     }
 
-    fn try_launch(auth: Option<(&str, &str)>) -> Result<Registry, String> {
+    fn try_launch(auth: Option<(&str, &str)>, remote: Option<&str>) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("wyrcan-registry-")
             .tempdir()
@@ -138,6 +145,9 @@ impl Registry {
              http:\n  addr: 127.0.0.1:{port}\n  secret: wyrcan-test-secret\n",
             data.display()
         );
+        if let Some(url) = remote {
+            config.push_str(&format!("proxy:\n  remoteurl: {url}\n"));
+        }
         let mut ca = None;
         let mut ca_pem = None;
         if let Some((user, pass)) = auth {

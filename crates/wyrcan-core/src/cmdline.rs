@@ -178,6 +178,9 @@ pub struct WyrcanArgs {
     /// `wyrcan.proxy`: the HTTP proxy of every pull, `http://[USER:PASS@]HOST:PORT`
     /// (the last one wins; checked by PID 1's configuration, not here).
     pub proxy: Option<String>,
+    /// `wyrcan.mirror`: `REGISTRY=URL[,URL…]`, repeatable (checked by PID 1's
+    /// configuration, see [`crate::mirror`]).
+    pub mirrors: Vec<String>,
     /// `wyrcan.pcr`: the TPM PCR measured into (0–23).
     pub pcr: Option<u32>,
     /// `wyrcan.tpm=required`: refuse to boot without a TPM.
@@ -201,6 +204,7 @@ impl fmt::Debug for WyrcanArgs {
             efi,
             insecure,
             proxy,
+            mirrors,
             pcr,
             tpm_required,
             ip,
@@ -214,6 +218,7 @@ impl fmt::Debug for WyrcanArgs {
             .field("efi", efi)
             .field("insecure", insecure)
             .field("proxy", &proxy.as_deref().map(crate::proxy::mask))
+            .field("mirrors", mirrors)
             .field("pcr", pcr)
             .field("tpm_required", tpm_required)
             .field("ip", ip)
@@ -229,7 +234,7 @@ impl fmt::Debug for WyrcanArgs {
 pub enum CmdlineError {
     /// A `wyrcan.*` / `wyr.*` key Wyrcan does not know (probably a typo).
     #[error(
-        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure, wyrcan.proxy, wyrcan.pcr, wyrcan.tpm and wyrcan.debug, each also spelled wyr.*)"
+        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure, wyrcan.proxy, wyrcan.mirror, wyrcan.pcr, wyrcan.tpm and wyrcan.debug, each also spelled wyr.*)"
     )]
     UnknownKey {
         /// The key as written.
@@ -310,6 +315,7 @@ impl WyrcanArgs {
                 "arg" => out.args.push(need("\"quiet console=ttyS0\"")?),
                 "insecure" => out.insecure.push(need("localhost:5000")?),
                 "proxy" => out.proxy = Some(need("http://proxy.lan:3128")?),
+                "mirror" => out.mirrors.push(need("docker.io=http://cache.lan:5000")?),
                 "pcr" => {
                     let v = need("12")?;
                     match v.parse::<u32>() {
@@ -606,6 +612,22 @@ mod tests {
                 "{input:?}"
             );
         }
+    }
+
+    #[test]
+    fn mirrors_are_collected_in_order() {
+        let a = WyrcanArgs::from_cmdline(
+            "wyrcan.mirror=docker.io=http://a.lan wyr.mirror=*=resolve+http://b.lan:5000/p",
+        )
+        .unwrap();
+        assert_eq!(
+            a.mirrors,
+            ["docker.io=http://a.lan", "*=resolve+http://b.lan:5000/p"]
+        );
+        assert!(matches!(
+            WyrcanArgs::from_cmdline("wyrcan.mirror"),
+            Err(CmdlineError::MissingValue { .. })
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod efivar;
 pub mod ipconfig;
 pub mod kernel;
 pub mod manifest;
+pub mod mirror;
 pub mod modules;
 pub mod proxy;
 pub mod reference;

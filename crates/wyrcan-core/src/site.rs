@@ -63,6 +63,9 @@ pub struct SiteConfig {
     /// Hosts reached without the proxy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub no_proxy: Vec<String>,
+    /// Registry mirrors (`wyrcan.mirror` values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
     /// The TPM PCR measured into (`wyrcan.pcr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcr: Option<u32>,
@@ -294,6 +297,7 @@ mod tests {
                 nameservers: vec!["10.0.0.53".into()],
                 proxy: Some("http://u:s3cret@proxy.lan:3128".into()),
                 no_proxy: vec![".lan".into()],
+                mirrors: vec!["docker.io=http://cache.lan:5000".into()],
                 pcr: Some(15),
             },
             auth: Some(br#"{"auths":{"reg.lan":{"auth":"dXNlcjpwYXNzd29yZA=="}}}"#.to_vec()),

@@ -212,3 +212,41 @@ fn retry_after_is_honoured_on_429() {
         .unwrap_or_else(|| panic!("{line}"));
     assert!((2.0..=2.5).contains(&waited), "{line}");
 }
+
+#[test]
+fn signatures_come_through_the_mirror_too() {
+    use common::cosign::{policy, sign_and_push, Signer};
+    let origin = Registry::start();
+    let cache = Registry::start_cache_of(&origin);
+    let o = origin.addr();
+    let digest = push(&origin, "signed/os", "v1", &small_bootable("signed"));
+    let by_tag = format!("{o}/signed/os:v1");
+    let signer = Signer::ecdsa();
+    sign_and_push(&origin, "signed/os", &by_tag, &digest, &signer);
+    let dir = tempfile::tempdir().unwrap();
+    let p = policy(
+        dir.path(),
+        "reject",
+        &format!("{o}/signed"),
+        &[&signer.public],
+        None,
+    );
+    let resolve = format!("{o}=resolve+http://{}", cache.addr());
+    let with_policy = ["--policy", p.to_str().unwrap()];
+    assert_success(
+        &morph(&by_tag, &o, &[&resolve], &with_policy),
+        "signed, through the cache",
+    );
+    assert!(
+        cache
+            .log()
+            .contains(&format!("/manifests/sha256-{}.sig", digest.hex())),
+        "the signature tag was asked of the cache"
+    );
+    // The origin gone: tag, signature and content from the cache alone.
+    drop(origin);
+    assert_success(
+        &morph(&by_tag, &o, &[&resolve], &with_policy),
+        "signed, from the cache alone",
+    );
+}

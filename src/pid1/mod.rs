@@ -53,6 +53,8 @@ Other arguments:
     ip=dhcp | ip=ADDR::GW:MASK:HOST:IFACE:none[:DNS]   network (default dhcp)
     nameserver=ADDR         DNS server
     wyrcan.proxy=URL        pull through this HTTP proxy
+    wyrcan.mirror=REG=URL   try this mirror (site cache) first; resolve+URL
+                            lets it answer tags too; REG * = any registry
     wyrcan.pcr=N            measure the boot into TPM PCR N (default 12)
     wyrcan.tpm=required     refuse to boot without a TPM
     wyrcan.debug            more output

@@ -627,10 +627,23 @@ mod tests {
                 &["--proxy", "socks5://u:pw@h:1"],
                 "--proxy socks5://u:***@h:1: expected",
             ),
+            (
+                &["--mirror", "docker.io=cache.lan"],
+                "--mirror docker.io=cache.lan: ",
+            ),
         ] {
             let e = contents(&args(extra)).unwrap_err().to_string();
             assert!(e.starts_with(want), "{extra:?}: {e}");
         }
+        let c = contents(&args(&["--mirror", "*=resolve+http://cache.lan:5000"])).unwrap();
+        assert_eq!(c.config.mirrors, ["*=resolve+http://cache.lan:5000"]);
+        let mut out = Vec::new();
+        show(&compressed(&c).unwrap(), Path::new("s"), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("mirror: *=resolve+http://cache.lan:5000\n"),
+            "{text}"
+        );
     }
 
     #[test]

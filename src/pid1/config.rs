@@ -328,6 +328,10 @@ mod tests {
                 "wyrcan.insecure=\"http://h\"",
             ),
             (
+                "wyrcan.img=x wyrcan.mirror=docker.io=ftp://m",
+                "wyrcan.mirror=docker.io=ftp://m: ",
+            ),
+            (
                 "wyrcan.img=x wyrcan.proxy=https://me:hunter2@p.lan:3128",
                 "wyrcan.proxy=https://me:***@p.lan:3128: only http:// proxies",
             ),
@@ -341,6 +345,34 @@ mod tests {
         }
         let e = validate(&args("wyrcan.img=Bad//Ref"), Source::Efi, &p).unwrap_err();
         assert!(e.to_string().contains("wyrcan.efi=clear"), "{e}");
+    }
+
+    #[test]
+    fn mirrors_from_the_cmdline_come_before_the_site_ones() {
+        let p = pull_options(&[]);
+        let site = WyrcanArgs {
+            mirrors: vec!["*=http://site.lan".into()],
+            ..WyrcanArgs::default()
+        };
+        let c = validate(
+            &with_defaults(
+                &args("wyrcan.img=reg.lan/os:1 wyrcan.mirror=reg.lan=resolve+http://rack.lan:5000"),
+                Some(&site),
+            ),
+            Source::Cmdline,
+            &p,
+        )
+        .unwrap()
+        .unwrap();
+        let shown: Vec<String> = c.pull.mirrors.iter().map(|m| m.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["reg.lan=resolve+http://rack.lan:5000", "*=http://site.lan"]
+        );
+        assert_eq!(
+            c.pull.keep_partial.as_deref(),
+            Some(Path::new("/tmp/wyrcan-layers"))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cmdline;
 pub mod cpio;
 pub mod dhcp;
 pub mod digest;
+pub mod dns;
 pub mod efivar;
 pub mod ipconfig;
 pub mod kernel;

@@ -19,6 +19,7 @@ pub mod reference;
 pub mod signatures;
 pub mod site;
 pub mod site_area;
+pub mod sntp;
 pub mod tar;
 pub mod tree;
 pub mod trust;

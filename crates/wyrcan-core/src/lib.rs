@@ -20,6 +20,7 @@ pub mod signatures;
 pub mod site;
 pub mod site_area;
 pub mod sntp;
+pub mod syslog;
 pub mod tar;
 pub mod tree;
 pub mod trust;

@@ -15,8 +15,10 @@ pub struct Lease {
     /// Prefix length of the subnet (from the subnet mask; the address's
     /// class when the server sends none, as the kernel's ipconfig does).
     pub prefix_len: u8,
-    /// Default gateway. `None` is normal: QEMU's slirp with `restrict=on`
-    /// sends none, and everything needed is on-link.
+    /// The router from option 3. `None` is normal: QEMU's slirp with
+    /// `restrict=on` sends none, and everything needed is on-link. Not the
+    /// default route when there are [`classless_routes`](Lease::classless_routes):
+    /// use [`routes`](Lease::routes).
     pub router: Option<Ipv4Addr>,
     /// DNS servers, most preferred first; may be empty (slirp `restrict=on`).
     pub dns: Vec<Ipv4Addr>,
@@ -24,6 +26,29 @@ pub struct Lease {
     pub lease_time: Option<Duration>,
     /// The server that gave the lease.
     pub server: Ipv4Addr,
+    /// The link's MTU (option 26); `None` when not sent or under 68, the
+    /// least IPv4 allows (RFC 791), which could only break the link.
+    pub mtu: Option<u16>,
+    /// NTP servers, most preferred first (option 42).
+    pub ntp: Vec<Ipv4Addr>,
+    /// Domains to search for short names (option 119), without trailing dots.
+    pub domain_search: Vec<String>,
+    /// Classless static routes (option 121) as sent, but for those through
+    /// a router no host can have (multicast, broadcast, loopback).
+    pub classless_routes: Vec<Route>,
+}
+
+impl Lease {
+    /// The routes to install. RFC 3442: when the server sends classless
+    /// static routes, the client must ignore the router option; the default
+    /// route, if any, is then the `0.0.0.0/0` among them. Otherwise the
+    /// router, if any, gives the default route.
+    pub fn routes(&self) -> Vec<Route> {
+        if !self.classless_routes.is_empty() {
+            return self.classless_routes.clone();
+        }
+        self.router.map(Route::default_via).into_iter().collect()
+    }
 }
 
 /// What the caller should do after [`Client::on_packet`].
@@ -61,14 +86,19 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(64);
 /// offering server may have gone away, another may answer.
 const MAX_REQUESTS: u32 = 4;
 
-/// Options the client asks for: mask, router, DNS, host name, domain name, lease time.
-const PARAMETERS: [u8; 6] = [
+/// Options the client asks for. Classless routes come before the router
+/// because RFC 3442 requires it of clients that ask for both.
+const PARAMETERS: [u8; 10] = [
     code::SUBNET_MASK,
+    code::CLASSLESS_ROUTES,
     code::ROUTER,
     code::DNS,
     code::HOSTNAME,
-    15,
+    code::DOMAIN_NAME,
+    code::INTERFACE_MTU,
+    code::NTP_SERVERS,
     code::LEASE_TIME,
+    code::DOMAIN_SEARCH,
 ];
 
 /// A DHCPv4 client for one Ethernet interface, driven by the caller.
@@ -260,6 +290,9 @@ impl Client {
     }
 }
 
+/// The least MTU an IPv4 link may have (RFC 791, RFC 2132 §5.1).
+const MIN_MTU: u16 = 68;
+
 /// An address a server may hand out to a host.
 fn usable(a: Ipv4Addr) -> bool {
     !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
@@ -281,5 +314,19 @@ pub(super) fn lease_from(msg: &Message, server: Ipv4Addr) -> Lease {
             .filter(|&t| t != u32::MAX)
             .map(|t| Duration::from_secs(t.into())),
         server: o.server_id.unwrap_or(server),
+        mtu: o.mtu.filter(|&m| m >= MIN_MTU),
+        ntp: o
+            .ntp_servers
+            .iter()
+            .copied()
+            .filter(|a| usable(*a))
+            .collect(),
+        domain_search: o.domain_search.clone(),
+        classless_routes: o
+            .classless_routes
+            .iter()
+            .copied()
+            .filter(|r| r.is_on_link() || usable(r.gateway))
+            .collect(),
     }
 }

@@ -6,6 +6,11 @@
 //! decoder parses untrusted network input inside PID 1, where a panic is a
 //! kernel panic, so it checks every length and returns errors instead.
 //!
+//! Beyond the basics it reads what data-centre networks send at boot: MTU,
+//! NTP servers, the domain search list and classless static routes (see
+//! [`options`](self::options) for why a malformed one of those is ignored
+//! rather than fatal).
+//!
 //! The client only acquires a lease (DISCOVER → OFFER → REQUEST → ACK): the
 //! boot environment lives for seconds before it kexecs, far less than any
 //! lease, so renewal and release are deliberately absent.
@@ -47,6 +52,12 @@ pub mod code {
     pub const DNS: u8 = 6;
     /// Host name.
     pub const HOSTNAME: u8 = 12;
+    /// Domain name.
+    pub const DOMAIN_NAME: u8 = 15;
+    /// Interface MTU.
+    pub const INTERFACE_MTU: u8 = 26;
+    /// NTP servers, in order of preference.
+    pub const NTP_SERVERS: u8 = 42;
     /// Requested IP address.
     pub const REQUESTED_IP: u8 = 50;
     /// IP address lease time, in seconds.
@@ -59,6 +70,10 @@ pub mod code {
     pub const PARAMETER_REQUEST_LIST: u8 = 55;
     /// Client identifier.
     pub const CLIENT_ID: u8 = 61;
+    /// Domain search list (RFC 3397).
+    pub const DOMAIN_SEARCH: u8 = 119;
+    /// Classless static routes (RFC 3442).
+    pub const CLASSLESS_ROUTES: u8 = 121;
     /// End of options (no length byte).
     pub const END: u8 = 255;
 }
@@ -166,6 +181,14 @@ pub struct Options {
     pub parameter_request_list: Vec<u8>,
     /// 61: client identifier (type byte, then the identifier).
     pub client_id: Option<Vec<u8>>,
+    /// 26: the interface MTU, as sent (the lease drops values under 68).
+    pub mtu: Option<u16>,
+    /// 42: NTP servers, most preferred first.
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// 119: the domain search list, without trailing dots.
+    pub domain_search: Vec<String>,
+    /// 121: classless static routes, in the server's order.
+    pub classless_routes: Vec<Route>,
     /// Every other option, by code, in the order first seen.
     pub other: Vec<(u8, Vec<u8>)>,
 }
@@ -282,6 +305,18 @@ impl Message {
         put_addrs(&mut out, code::DNS, &o.dns);
         if let Some(h) = &o.hostname {
             put_option(&mut out, code::HOSTNAME, h.as_bytes());
+        }
+        if let Some(mtu) = o.mtu {
+            put_option(&mut out, code::INTERFACE_MTU, &mtu.to_be_bytes());
+        }
+        put_addrs(&mut out, code::NTP_SERVERS, &o.ntp_servers);
+        if !o.domain_search.is_empty() {
+            let data = options::encode_search(&o.domain_search);
+            put_option(&mut out, code::DOMAIN_SEARCH, &data);
+        }
+        if !o.classless_routes.is_empty() {
+            let data = options::encode_routes(&o.classless_routes);
+            put_option(&mut out, code::CLASSLESS_ROUTES, &data);
         }
         if !o.parameter_request_list.is_empty() {
             put_option(
@@ -411,6 +446,23 @@ fn decode_options(field: &[u8]) -> Result<Options, DhcpError> {
             code::HOSTNAME => o.hostname = Some(String::from_utf8_lossy(&data).into_owned()),
             code::PARAMETER_REQUEST_LIST => o.parameter_request_list = data,
             code::CLIENT_ID => o.client_id = Some(data),
+            // Extras: malformed, they stay uninterpreted in `other`.
+            code::INTERFACE_MTU => match <[u8; 2]>::try_from(data.as_slice()) {
+                Ok(b) => o.mtu = Some(u16::from_be_bytes(b)),
+                Err(_) => o.other.push((c, data)),
+            },
+            code::NTP_SERVERS => match options::decode_addrs(&data) {
+                Some(a) => o.ntp_servers = a,
+                None => o.other.push((c, data)),
+            },
+            code::DOMAIN_SEARCH => match options::decode_search(&data) {
+                Some(n) => o.domain_search = n,
+                None => o.other.push((c, data)),
+            },
+            code::CLASSLESS_ROUTES => match options::decode_routes(&data) {
+                Some(r) => o.classless_routes = r,
+                None => o.other.push((c, data)),
+            },
             _ => o.other.push((c, data)),
         }
     }
@@ -418,8 +470,12 @@ fn decode_options(field: &[u8]) -> Result<Options, DhcpError> {
 }
 
 mod client;
+pub mod options;
 
 pub use client::{Action, Client, Lease};
+pub use options::Route;
 
+#[cfg(test)]
+mod datacentre_tests;
 #[cfg(test)]
 mod tests;

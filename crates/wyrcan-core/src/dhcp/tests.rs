@@ -68,6 +68,7 @@ fn round_trip() {
             parameter_request_list: vec![1, 3, 6],
             client_id: Some(vec![1, 1, 2, 3, 4, 5, 6]),
             other: vec![(15, b"example.org".to_vec()), (80, vec![])],
+            ..Options::default()
         },
         ..Message::default()
     };
@@ -146,7 +147,12 @@ fn binds_against_restricted_slirp() {
         dns: vec![],
         lease_time: Some(secs(86400)),
         server: Ipv4Addr::new(10, 0, 2, 2),
+        mtu: None,
+        ntp: vec![],
+        domain_search: vec![],
+        classless_routes: vec![],
     };
+    assert_eq!(want.routes(), vec![]);
     assert_eq!(
         c.on_packet(&slirp_reply(5, XID, MAC, true), secs(11)),
         Some(Action::Bound(want.clone()))
@@ -168,6 +174,10 @@ fn unrestricted_slirp_gives_router_and_dns() {
     };
     assert_eq!(l.router, Some(Ipv4Addr::new(10, 0, 2, 2)));
     assert_eq!(l.dns, vec![Ipv4Addr::new(10, 0, 2, 3)]);
+    assert_eq!(
+        l.routes(),
+        vec![Route::default_via(Ipv4Addr::new(10, 0, 2, 2))]
+    );
 }
 
 #[test]

@@ -71,8 +71,15 @@ fn has_carrier(sys: &dyn Sys, name: &str) -> bool {
     read(sys, &Path::new(CLASS_NET).join(name).join("carrier")) == "1"
 }
 
+/// What the network told us that later steps use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// NTP servers from DHCP (option 42).
+    pub ntp: Vec<IpAddr>,
+}
+
 /// Bring the network up as `cfg` says.
-pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<()> {
+pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
     let all = links(sys, Path::new(CLASS_NET));
     if all.is_empty() {
         bail!(
@@ -111,6 +118,8 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<()> {
         configs.push(IpConfig::Dhcp { iface: None });
     }
     let mut dns: Vec<IpAddr> = Vec::new();
+    let mut search: Vec<String> = Vec::new();
+    let mut learned = Learned::default();
     for c in configs {
         match c {
             IpConfig::Off => {}
@@ -144,11 +153,14 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<()> {
                 let (link, lease) = dhcp_any(sys, &candidates)?;
                 apply(sys, &link.name, &lease)?;
                 dns.extend(lease.dns.iter().map(|a| IpAddr::V4(*a)));
+                search.extend(lease.domain_search.iter().cloned());
+                learned.ntp.extend(lease.ntp.iter().map(|a| IpAddr::V4(*a)));
             }
         }
     }
     dns.extend(&cfg.nameservers);
-    write_resolv_conf(sys, &dns)
+    write_resolv_conf(sys, &dns, &search)?;
+    Ok(learned)
 }
 
 fn pick<'a>(with_carrier: &'a [Link], all: &'a [Link]) -> Result<&'a Link> {
@@ -159,27 +171,60 @@ fn pick<'a>(with_carrier: &'a [Link], all: &'a [Link]) -> Result<&'a Link> {
 }
 
 fn apply(sys: &dyn Sys, iface: &str, lease: &Lease) -> Result<()> {
+    if let Some(mtu) = lease.mtu {
+        // Before the address: a jumbo-frame network's MTU is the link's own.
+        if let Err(e) = sys.set_mtu(iface, mtu) {
+            tracing::warn!("{iface}: the DHCP server's MTU {mtu} was not set: {e}");
+        }
+    }
     sys.set_ipv4(iface, lease.address, lease.prefix_len)?;
-    if let Some(gw) = lease.router {
-        sys.default_route(iface, gw)?;
+    let routes = lease.routes();
+    // On-link routes first: a route's gateway must be reachable when it is added.
+    let (on_link, via): (Vec<&dhcp::Route>, Vec<&dhcp::Route>) =
+        routes.iter().partition(|r| r.gateway.is_unspecified());
+    for r in on_link.into_iter().chain(via) {
+        let gw = (!r.gateway.is_unspecified()).then_some(r.gateway);
+        sys.add_route(iface, r.dest, r.prefix_len, gw)?;
+    }
+    let shown: Vec<String> = routes
+        .iter()
+        .map(|r| match (r.prefix_len, r.gateway.is_unspecified()) {
+            (0, false) => format!("router {}", r.gateway),
+            (_, false) => format!("{}/{} via {}", r.dest, r.prefix_len, r.gateway),
+            (_, true) => format!("{}/{} on-link", r.dest, r.prefix_len),
+        })
+        .collect();
+    let mut extra = String::new();
+    if !shown.is_empty() {
+        extra.push_str(&format!(", {}", shown.join(", ")));
+    }
+    if let Some(mtu) = lease.mtu {
+        extra.push_str(&format!(", MTU {mtu}"));
+    }
+    if !lease.ntp.is_empty() {
+        let ntp: Vec<String> = lease.ntp.iter().map(|a| a.to_string()).collect();
+        extra.push_str(&format!(", NTP {}", ntp.join(" ")));
     }
     tracing::info!(
-        "{iface}: {}/{} from DHCP server {}{}",
+        "{iface}: {}/{} from DHCP server {}{extra}",
         lease.address,
         lease.prefix_len,
         lease.server,
-        lease
-            .router
-            .map(|r| format!(", router {r}"))
-            .unwrap_or_default()
     );
     Ok(())
 }
 
-fn write_resolv_conf(sys: &dyn Sys, dns: &[IpAddr]) -> Result<()> {
+fn write_resolv_conf(sys: &dyn Sys, dns: &[IpAddr], search: &[String]) -> Result<()> {
     let mut text = String::new();
     for d in dns {
         text.push_str(&format!("nameserver {d}\n"));
+    }
+    if !search.is_empty() {
+        // musl reads at most 6 domains, 256 characters.
+        text.push_str(&format!(
+            "search {}\n",
+            search.iter().take(6).cloned().collect::<Vec<_>>().join(" ")
+        ));
     }
     sys.write(Path::new("/etc/resolv.conf"), text.as_bytes())
         .context("writing /etc/resolv.conf")

@@ -28,6 +28,12 @@ pub struct FakeSys {
     pub dhcp_server: bool,
     /// A TPM at `/dev/tpmrm0` (add the file too): its SHA-256 PCR bank.
     pub tpm: Mutex<BTreeMap<u32, [u8; 32]>>,
+    /// The realtime clock (seconds, nanoseconds); `set_clock` changes it.
+    pub clock: Mutex<(i64, u32)>,
+    /// An SNTP server behind every address: its time in Unix seconds.
+    pub ntp_time: Option<i64>,
+    /// Datagrams sent with `udp_send`.
+    pub udp_sent: Mutex<Vec<(std::net::SocketAddr, Vec<u8>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -178,6 +184,68 @@ impl Sys for FakeSys {
     fn efivar_write(&self, dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
         self.rec(format!("efivar_write {name}"));
         self.put(dir.join(name), data);
+        Ok(())
+    }
+
+    fn add_route(
+        &self,
+        iface: &str,
+        dest: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let via = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+        self.rec(format!("add_route {iface} {dest}/{prefix_len}{via}"));
+        Ok(())
+    }
+
+    fn set_mtu(&self, iface: &str, mtu: u16) -> Result<()> {
+        self.rec(format!("set_mtu {iface} {mtu}"));
+        Ok(())
+    }
+
+    fn now(&self) -> (i64, u32) {
+        *lock(&self.clock)
+    }
+
+    fn set_clock(&self, secs: i64, nanos: u32) -> Result<()> {
+        self.rec(format!("set_clock {secs}"));
+        *lock(&self.clock) = (secs, nanos);
+        Ok(())
+    }
+
+    fn set_rtc(&self, secs: i64) -> io::Result<()> {
+        self.rec(format!("set_rtc {secs}"));
+        Ok(())
+    }
+
+    fn udp_exchange(
+        &self,
+        to: std::net::SocketAddr,
+        data: &[u8],
+        _timeout: Duration,
+    ) -> io::Result<Option<Vec<u8>>> {
+        self.rec(format!("udp {to}"));
+        let Some(server) = self
+            .ntp_time
+            .filter(|_| to.port() == 123 && data.len() == 48)
+        else {
+            return Ok(None);
+        };
+        // A stratum-2 server answering at once: mode 4, the request's
+        // transmit timestamp as originate, its own time as receive/transmit.
+        let mut r = vec![0u8; 48];
+        r[0] = (4 << 3) | 4;
+        r[1] = 2;
+        r[24..32].copy_from_slice(&data[40..48]);
+        let ntp = ((server + 2_208_988_800) as u64) << 32;
+        r[32..40].copy_from_slice(&ntp.to_be_bytes());
+        r[40..48].copy_from_slice(&ntp.to_be_bytes());
+        Ok(Some(r))
+    }
+
+    fn udp_send(&self, to: std::net::SocketAddr, data: &[u8]) -> io::Result<()> {
+        lock(&self.udp_sent).push((to, data.to_vec()));
         Ok(())
     }
 

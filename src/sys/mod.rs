@@ -8,6 +8,7 @@
 pub mod efivarfs;
 pub mod kexec;
 pub mod net;
+pub mod rtc;
 
 #[cfg(test)]
 pub mod fake;
@@ -105,6 +106,16 @@ pub trait Sys: Sync {
     fn default_route(&self, iface: &str, gateway: Ipv4Addr) -> Result<()>;
     /// A broadcast-capable UDP socket on port 68 of `iface`.
     fn dhcp_socket(&self, iface: &str) -> Result<Box<dyn Datagram>>;
+    /// Route `dest/prefix_len` on `iface`, via `gateway` or on-link.
+    fn add_route(
+        &self,
+        iface: &str,
+        dest: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<()>;
+    /// Set an interface's MTU.
+    fn set_mtu(&self, iface: &str, mtu: u16) -> Result<()>;
     /// A whole file of `/proc`, `/sys`, efivarfs or the initramfs.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// The names in a directory (unsorted).
@@ -118,6 +129,23 @@ pub trait Sys: Sync {
     fn efivar_write(&self, dir: &Path, name: &str, data: &[u8]) -> io::Result<()>;
     /// Delete an EFI variable file (immutable flag cleared first); absent is fine.
     fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()>;
+    /// The realtime clock: seconds and nanoseconds since the epoch.
+    fn now(&self) -> (i64, u32);
+    /// Set the realtime clock.
+    fn set_clock(&self, secs: i64, nanos: u32) -> Result<()>;
+    /// Set the hardware clock (`/dev/rtc0`, kept in UTC): kexec carries no
+    /// time over, the next kernel reads the RTC again.
+    fn set_rtc(&self, secs: i64) -> io::Result<()>;
+    /// Send `data` to `to` over UDP and return the first answer from that
+    /// address within `timeout` (`None`: no answer).
+    fn udp_exchange(
+        &self,
+        to: std::net::SocketAddr,
+        data: &[u8],
+        timeout: Duration,
+    ) -> io::Result<Option<Vec<u8>>>;
+    /// Send one UDP datagram to `to`, expecting no answer (syslog).
+    fn udp_send(&self, to: std::net::SocketAddr, data: &[u8]) -> io::Result<()>;
     /// Send one command to a TPM character device and read its response
     /// (the kernel's TPM devices take one whole command per write and
     /// answer one whole response per read).
@@ -209,6 +237,20 @@ impl Sys for LinuxSys {
         Ok(Box::new(net::dhcp_socket(iface)?))
     }
 
+    fn add_route(
+        &self,
+        iface: &str,
+        dest: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        net::add_route(iface, dest, prefix_len, gateway)
+    }
+
+    fn set_mtu(&self, iface: &str, mtu: u16) -> Result<()> {
+        net::set_mtu(iface, mtu)
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
     }
@@ -236,6 +278,72 @@ impl Sys for LinuxSys {
 
     fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()> {
         efivarfs::remove(dir, name)
+    }
+
+    fn now(&self) -> (i64, u32) {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+            Err(e) => {
+                let d = e.duration();
+                // Before 1970: whole seconds, rounded down.
+                (-(d.as_secs() as i64) - 1, 0)
+            }
+        }
+    }
+
+    fn set_clock(&self, secs: i64, nanos: u32) -> Result<()> {
+        let ts = rustix::time::Timespec {
+            tv_sec: secs,
+            tv_nsec: nanos.into(),
+        };
+        rustix::time::clock_settime(rustix::time::ClockId::Realtime, ts)
+            .map_err(|e| Error::errno("setting the system clock", e))
+    }
+
+    fn set_rtc(&self, secs: i64) -> io::Result<()> {
+        rtc::set(Path::new("/dev/rtc0"), secs)
+    }
+
+    fn udp_exchange(
+        &self,
+        to: std::net::SocketAddr,
+        data: &[u8],
+        timeout: Duration,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let bind: std::net::SocketAddr = match to {
+            std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let sock = std::net::UdpSocket::bind(bind)?;
+        sock.connect(to)?;
+        sock.send(data)?;
+        sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let mut buf = vec![0u8; 2048];
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Some(buf))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            // An ICMP "port unreachable" arrives as a refused receive.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn udp_send(&self, to: std::net::SocketAddr, data: &[u8]) -> io::Result<()> {
+        let bind: std::net::SocketAddr = match to {
+            std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        std::net::UdpSocket::bind(bind)?.send_to(data, to).map(drop)
     }
 
     fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>> {

@@ -114,6 +114,17 @@ pub fn set_ipv4(iface: &str, addr: Ipv4Addr, prefix_len: u8) -> Result<()> {
 
 /// Route 0.0.0.0/0 via `gateway` on `iface`.
 pub fn default_route(iface: &str, gateway: Ipv4Addr) -> Result<()> {
+    add_route(iface, Ipv4Addr::UNSPECIFIED, 0, Some(gateway))
+}
+
+/// Route `dest/prefix_len` on `iface`, via `gateway` or on-link. A route
+/// that exists already is fine.
+pub fn add_route(
+    iface: &str,
+    dest: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Option<Ipv4Addr>,
+) -> Result<()> {
     let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
     let dev = std::ffi::CString::new(iface).map_err(|_| {
         Error::io(
@@ -121,12 +132,24 @@ pub fn default_route(iface: &str, gateway: Ipv4Addr) -> Result<()> {
             io::ErrorKind::InvalidInput.into(),
         )
     })?;
+    let mask = if prefix_len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix_len.min(32)))
+    };
     // SAFETY: rtentry is plain old data; all-zero is valid.
     let mut rt: libc::rtentry = unsafe { mem::zeroed() };
-    rt.rt_dst = sockaddr_in(Ipv4Addr::UNSPECIFIED);
-    rt.rt_genmask = sockaddr_in(Ipv4Addr::UNSPECIFIED);
-    rt.rt_gateway = sockaddr_in(gateway);
-    rt.rt_flags = (libc::RTF_UP | libc::RTF_GATEWAY) as libc::c_ushort;
+    rt.rt_dst = sockaddr_in(dest);
+    rt.rt_genmask = sockaddr_in(Ipv4Addr::from(mask));
+    let mut flags = libc::RTF_UP;
+    if let Some(gw) = gateway.filter(|g| !g.is_unspecified()) {
+        rt.rt_gateway = sockaddr_in(gw);
+        flags |= libc::RTF_GATEWAY;
+    }
+    if prefix_len == 32 {
+        flags |= libc::RTF_HOST;
+    }
+    rt.rt_flags = flags as libc::c_ushort;
     rt.rt_dev = dev.as_ptr() as *mut libc::c_char;
     // SAFETY: rt and the device name it points to live across the call;
     // SIOCADDRT only reads them.
@@ -142,12 +165,21 @@ pub fn default_route(iface: &str, gateway: Ipv4Addr) -> Result<()> {
         if e.raw_os_error() == Some(libc::EEXIST) {
             return Ok(());
         }
+        let via = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
         return Err(Error::io(
-            format!("adding a default route via {gateway} on {iface}"),
+            format!("adding a route to {dest}/{prefix_len}{via} on {iface}"),
             e,
         ));
     }
     Ok(())
+}
+
+/// Set the MTU.
+pub fn set_mtu(iface: &str, mtu: u16) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
+    let mut req = ifreq(iface)?;
+    req.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
+    ioctl(&fd, libc::SIOCSIFMTU, &mut req, "setting the MTU", iface)
 }
 
 /// A UDP socket on port 68 of one interface, allowed to broadcast: what a

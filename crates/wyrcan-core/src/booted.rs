@@ -95,12 +95,28 @@ impl Booted {
     }
 }
 
-/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`); the
-/// clock is the caller's, this crate reads none.
-pub fn rfc3339(secs: i64) -> String {
+/// A UTC date and time, broken down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    /// Year, e.g. 2026.
+    pub year: i64,
+    /// Month, 1–12.
+    pub month: u32,
+    /// Day of the month, 1–31.
+    pub day: u32,
+    /// Hour, 0–23.
+    pub hour: u32,
+    /// Minute, 0–59.
+    pub minute: u32,
+    /// Second, 0–59.
+    pub second: u32,
+}
+
+/// Seconds since the epoch as a UTC date and time (Howard Hinnant's
+/// days-to-civil algorithm); the clock is the caller's.
+pub fn civil(secs: i64) -> Civil {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -110,12 +126,23 @@ pub fn rfc3339(secs: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    Civil {
+        year: if m <= 2 { y + 1 } else { y },
+        month: m as u32,
+        day: d as u32,
+        hour: (rem / 3600) as u32,
+        minute: (rem % 3600 / 60) as u32,
+        second: (rem % 60) as u32,
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`); the
+/// clock is the caller's, this crate reads none.
+pub fn rfc3339(secs: i64) -> String {
+    let c = civil(secs);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     )
 }
 

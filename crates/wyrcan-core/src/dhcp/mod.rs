@@ -8,7 +8,7 @@
 //!
 //! Beyond the basics it reads what data-centre networks send at boot: MTU,
 //! NTP servers, the domain search list and classless static routes (see
-//! [`options`](self::options) for why a malformed one of those is ignored
+//! [`options`] for why a malformed one of those is ignored
 //! rather than fatal).
 //!
 //! The client only acquires a lease (DISCOVER → OFFER → REQUEST → ACK): the

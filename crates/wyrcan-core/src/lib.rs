@@ -14,6 +14,7 @@ pub mod kernel;
 pub mod manifest;
 pub mod modules;
 pub mod proxy;
+pub mod ra;
 pub mod reference;
 pub mod signatures;
 pub mod site;

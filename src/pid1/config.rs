@@ -312,7 +312,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.image.to_string(), "10.0.2.100:5000/os:1");
         assert_eq!(c.pull.insecure, ["10.0.2.100:5000"]);
-        assert_eq!(c.net.ip, [IpConfig::Dhcp { iface: None }]);
+        assert_eq!(c.net.ip, [IpConfig::default()]);
         assert_eq!(c.args, ["quiet ro"]);
         assert_eq!(c.pull.tmpdir.as_deref(), Some(Path::new("/tmp")));
 

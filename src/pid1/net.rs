@@ -115,16 +115,25 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
     );
     let mut configs = cfg.ip.clone();
     if configs.is_empty() {
-        configs.push(IpConfig::Dhcp { iface: None });
+        configs.push(IpConfig::default());
     }
     let mut dns: Vec<IpAddr> = Vec::new();
     let mut search: Vec<String> = Vec::new();
     let mut learned = Learned::default();
     for c in configs {
+        let shown = c.to_string();
+        if !c.link().is_empty() {
+            bail!("ip={shown}: setting the MTU or MAC address is not supported yet: leave those fields out");
+        }
         match c {
             IpConfig::Off => {}
-            IpConfig::Dhcp6 { .. } => {
-                tracing::info!("ip=dhcp6: IPv6 addresses come from the kernel's SLAAC on the links that are up");
+            IpConfig::Dhcp6 { .. } | IpConfig::Auto6 { .. } => {
+                tracing::info!("ip={shown}: IPv6 addresses come from the kernel's SLAAC on the links that are up");
+            }
+            IpConfig::Static6(_) => {
+                bail!(
+                    "ip={shown}: static IPv6 addresses are not supported yet: use auto6 or dhcp6"
+                );
             }
             IpConfig::Static(s) => {
                 let iface = match &s.iface {
@@ -138,7 +147,7 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
                 tracing::info!("{iface}: {}/{} (static)", s.address, s.prefix_len);
                 dns.extend(s.dns.iter().map(|a| IpAddr::V4(*a)));
             }
-            IpConfig::Dhcp { iface } => {
+            IpConfig::Dhcp { iface, .. } => {
                 let candidates: Vec<Link> = match iface {
                     Some(i) => all.iter().filter(|l| l.name == i).cloned().collect(),
                     None if with_carrier.is_empty() => all.clone(),

@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod mirror;
 pub mod modules;
 pub mod proxy;
+pub mod ra;
 pub mod reference;
 pub mod signatures;
 pub mod site;

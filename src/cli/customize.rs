@@ -70,6 +70,10 @@ pub struct CustomizeArgs {
     /// tried before the registry, content verified by digest.
     #[arg(long, value_name = "REGISTRY=URL")]
     pub mirror: Vec<String>,
+    /// NTP server that sets the clock before any TLS connection (as
+    /// wyrcan.ntp; repeatable).
+    #[arg(long, value_name = "HOST")]
+    pub ntp: Vec<String>,
     /// Trust policy, containers-policy.json(5): images it rejects are not
     /// booted. The public keys it names are embedded too.
     #[arg(long, value_name = "FILE")]
@@ -157,6 +161,11 @@ fn contents(a: &CustomizeArgs) -> Result<Contents> {
     for ns in &a.nameserver {
         ipconfig::parse_nameserver(ns).map_err(|e| anyhow!("--nameserver {ns}: {e}"))?;
     }
+    for n in &a.ntp {
+        if n.is_empty() || n.contains(['/', ' ', '@']) {
+            bail!("--ntp {n:?}: expected a host name or address, e.g. time.lan or 10.0.0.1");
+        }
+    }
     for m in &a.mirror {
         wyrcan_core::mirror::parse(m).map_err(|e| anyhow!("--mirror {m}: {e}"))?;
     }
@@ -215,6 +224,7 @@ fn contents(a: &CustomizeArgs) -> Result<Contents> {
             proxy: a.proxy.clone(),
             no_proxy: a.no_proxy.clone(),
             mirrors: a.mirror.clone(),
+            ntp: a.ntp.clone(),
             pcr: a.pcr,
         },
         auth,
@@ -333,7 +343,8 @@ fn show(bytes: &[u8], file: &Path, out: &mut dyn Write) -> Result<()> {
     let cfg = &c.config;
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
     writeln!(out, "image: {}", opt(&cfg.image))?;
-    let lists: [(&str, &[String]); 6] = [
+    let lists: [(&str, &[String]); 7] = [
+        ("ntp", &cfg.ntp),
         ("arg", &cfg.args),
         ("insecure", &cfg.insecure),
         ("mirror", &cfg.mirrors),

@@ -59,7 +59,10 @@ fn addresses(server: &str) -> Vec<SocketAddr> {
     if let Ok(sa) = server.parse::<SocketAddr>() {
         return vec![sa];
     }
-    let with_port = if server.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if server
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         server.to_string()
     } else {
         format!("{server}:{}", sntp::PORT)
@@ -168,8 +171,14 @@ mod tests {
         assert!(matches!(out, Outcome::Set { .. }), "{out:?}");
         let calls = sys.calls();
         assert!(calls.iter().any(|c| c == "udp 10.0.2.3:123"), "{calls:?}");
-        assert!(calls.iter().any(|c| c.starts_with("set_clock 1795000000")), "{calls:?}");
-        assert!(calls.iter().any(|c| c.starts_with("set_rtc 1795000000")), "{calls:?}");
+        assert!(
+            calls.iter().any(|c| c.starts_with("set_clock 1795000000")),
+            "{calls:?}"
+        );
+        assert!(
+            calls.iter().any(|c| c.starts_with("set_rtc 1795000000")),
+            "{calls:?}"
+        );
     }
 
     #[test]
@@ -177,12 +186,18 @@ mod tests {
         let mut sys = FakeSys::default();
         *sys.clock.lock().unwrap() = (1_795_000_000, 0);
         sys.ntp_time = Some(1_795_000_000);
-        assert!(matches!(sync(&sys, &["[fd00::1]:123".into()]), Outcome::Right { .. }));
+        assert!(matches!(
+            sync(&sys, &["[fd00::1]:123".into()]),
+            Outcome::Right { .. }
+        ));
         assert!(!sys.calls().iter().any(|c| c.starts_with("set_clock")));
         let sys = FakeSys::default();
         assert_eq!(sync(&sys, &["10.0.2.3".into()]), Outcome::Unsynced);
         // Tried twice, then gave up.
-        assert_eq!(sys.calls().iter().filter(|c| c.starts_with("udp")).count(), 2);
+        assert_eq!(
+            sys.calls().iter().filter(|c| c.starts_with("udp")).count(),
+            2
+        );
         assert_eq!(sync(&sys, &[]), Outcome::Unsynced);
     }
 }

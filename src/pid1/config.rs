@@ -63,6 +63,10 @@ pub struct BootConfig {
     pub raw: WyrcanArgs,
     /// Measured boot: which PCR, and whether a TPM is required.
     pub tpm: TpmPlan,
+    /// NTP servers (`wyrcan.ntp=`, then the site's); DHCP's come later.
+    pub ntp: Vec<String>,
+    /// Where to send the log too (`wyrcan.syslog=`).
+    pub syslog: Option<String>,
 }
 
 /// The pull options of the boot environment: no auth files, the bundled
@@ -142,6 +146,8 @@ pub fn validate(
             pcr: args.pcr.unwrap_or(measure::DEFAULT_PCR),
             required: args.tpm_required,
         },
+        ntp: args.ntp.clone(),
+        syslog: args.syslog.clone(),
     }))
 }
 
@@ -176,6 +182,8 @@ pub fn from_efi(
     merged.proxy = cmdline.proxy.clone();
     merged.pcr = cmdline.pcr;
     merged.mirrors = cmdline.mirrors.clone();
+    merged.ntp = cmdline.ntp.clone();
+    merged.syslog = cmdline.syslog.clone();
     merged.tpm_required = cmdline.tpm_required;
     validate(&with_defaults(&merged, site), Source::Efi, pull)
 }
@@ -221,6 +229,7 @@ pub fn site(sys: &dyn Sys, pull: &mut PullOptions) -> Result<Option<WyrcanArgs>>
         nameservers: site.nameservers,
         proxy: site.proxy,
         mirrors: site.mirrors,
+        ntp: site.ntp,
         pcr: site.pcr,
         ..WyrcanArgs::default()
     }))
@@ -270,10 +279,15 @@ pub fn with_defaults(args: &WyrcanArgs, site: Option<&WyrcanArgs>) -> WyrcanArgs
     if out.pcr.is_none() {
         out.pcr = site.pcr;
     }
-    // The cmdline's mirrors are tried first, then the site's.
+    // The cmdline's mirrors and NTP servers are tried first, then the site's.
     for m in &site.mirrors {
         if !out.mirrors.contains(m) {
             out.mirrors.push(m.clone());
+        }
+    }
+    for n in &site.ntp {
+        if !out.ntp.contains(n) {
+            out.ntp.push(n.clone());
         }
     }
     for i in &site.insecure {

@@ -248,7 +248,10 @@ pub struct ConsoleWriter(Console);
 
 impl Write for ConsoleWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.say(&String::from_utf8_lossy(buf));
+        let text = String::from_utf8_lossy(buf);
+        self.0.say(&text);
+        // One formatted event per write: also off the box, if asked.
+        super::syslog::record(&text);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {

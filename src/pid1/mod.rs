@@ -8,10 +8,12 @@
 //! [`Loader`]: the unit tests below drive the whole flow with fakes of the
 //! three.
 
+pub mod clock;
 pub mod coldplug;
 pub mod config;
 pub mod console;
 pub mod net;
+pub mod syslog;
 
 use std::path::Path;
 use std::time::Duration;
@@ -211,6 +213,10 @@ fn fail(
     settings: &Settings,
 ) -> sys::Error {
     term.say(&format!("\nwyrcan: boot failed: {err:#}\n\n"));
+    syslog::send(
+        wyrcan_core::syslog::Severity::Error,
+        &format!("boot failed: {err:#}"),
+    );
     if term.countdown("Rebooting", settings.countdown) {
         term.say("Stopped. Press Enter to reboot.\n");
         term.read_line();
@@ -319,7 +325,15 @@ fn steps(
     };
     let image = cfg.image.to_string();
 
-    net::up(sys, &cfg.net).context("bringing the network up")?;
+    let learned = net::up(sys, &cfg.net).context("bringing the network up")?;
+    // Before the first TLS connection: certificates need the right time.
+    let mut ntp = cfg.ntp.clone();
+    ntp.extend(learned.ntp.iter().map(|a| a.to_string()));
+    let clock = clock::sync(sys, &ntp);
+    clock::check_plausible(sys, &clock, !ntp.is_empty());
+    if let Some(to) = &cfg.syslog {
+        syslog::start(sys, to);
+    }
 
     if cfg.efi == Some(EfiAction::Write) {
         if !efi {

@@ -587,3 +587,17 @@ fn a_broken_site_policy_stops_before_the_network() {
         assert!(loader.seen.lock().unwrap().is_empty());
     }
 }
+
+#[test]
+fn the_clock_is_set_after_the_network_and_before_the_pull() {
+    let mut sys = machine(b"console=ttyS0 wyrcan.img=10.0.2.100:5000/os:1 wyrcan.ntp=10.0.2.3");
+    *sys.clock.lock().unwrap() = (978_307_200, 0); // 2001: the RTC is wrong
+    sys.ntp_time = Some(1_795_000_000);
+    let loader = FakeLoader::default();
+    flow(&sys, &FakeTerm::default(), &loader);
+    let calls = sys.calls();
+    assert!(at(&calls, "set_ipv4") < at(&calls, "udp 10.0.2.3:123"));
+    assert!(at(&calls, "set_clock 1795000000") < at(&calls, "set_rtc 1795000000"));
+    assert!(at(&calls, "set_rtc") < at(&calls, "power Kexec"));
+    assert_eq!(loader.seen.lock().unwrap().len(), 1);
+}

@@ -15,6 +15,9 @@ use wyrcan_core::dhcp::{self, Message, MessageType};
 
 use super::{Datagram, Error, Power, Result, Sys};
 
+/// Datagrams sent, with where to.
+pub type Sent = Arc<Mutex<Vec<(std::net::SocketAddr, Vec<u8>)>>>;
+
 /// The scripted machine; every field can be set before a test runs.
 #[derive(Debug, Default)]
 pub struct FakeSys {
@@ -32,8 +35,8 @@ pub struct FakeSys {
     pub clock: Mutex<(i64, u32)>,
     /// An SNTP server behind every address: its time in Unix seconds.
     pub ntp_time: Option<i64>,
-    /// Datagrams sent with `udp_send`.
-    pub udp_sent: Mutex<Vec<(std::net::SocketAddr, Vec<u8>)>>,
+    /// Datagrams sent through `udp_sender`s.
+    pub udp_sent: Sent,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -244,9 +247,12 @@ impl Sys for FakeSys {
         Ok(Some(r))
     }
 
-    fn udp_send(&self, to: std::net::SocketAddr, data: &[u8]) -> io::Result<()> {
-        lock(&self.udp_sent).push((to, data.to_vec()));
-        Ok(())
+    fn udp_sender(&self, to: std::net::SocketAddr) -> io::Result<Box<dyn super::UdpOut>> {
+        self.rec(format!("udp_sender {to}"));
+        Ok(Box::new(FakeUdp {
+            to,
+            sent: self.udp_sent.clone(),
+        }))
     }
 
     fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>> {
@@ -356,5 +362,18 @@ fn fake_tpm(bank: &mut BTreeMap<u32, [u8; 32]>, c: &[u8]) -> io::Result<Vec<u8>>
             Ok(r)
         }
         _ => Err(bad()),
+    }
+}
+
+/// A recorded UDP sender.
+struct FakeUdp {
+    to: std::net::SocketAddr,
+    sent: Sent,
+}
+
+impl super::UdpOut for FakeUdp {
+    fn send(&self, data: &[u8]) -> io::Result<()> {
+        lock(&self.sent).push((self.to, data.to_vec()));
+        Ok(())
     }
 }

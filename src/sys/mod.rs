@@ -82,6 +82,18 @@ pub trait Datagram: Send {
     fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>>;
 }
 
+/// Datagrams to one address (see [`Sys::udp_sender`]).
+pub trait UdpOut: Send {
+    /// Send one datagram; a lost one is not an error (it is UDP).
+    fn send(&self, data: &[u8]) -> io::Result<()>;
+}
+
+impl UdpOut for std::net::UdpSocket {
+    fn send(&self, data: &[u8]) -> io::Result<()> {
+        std::net::UdpSocket::send(self, data).map(drop)
+    }
+}
+
 /// The kernel interface used by the boot environment and by `wyrcan kexec`.
 pub trait Sys: Sync {
     /// `mount(2)`.
@@ -144,8 +156,9 @@ pub trait Sys: Sync {
         data: &[u8],
         timeout: Duration,
     ) -> io::Result<Option<Vec<u8>>>;
-    /// Send one UDP datagram to `to`, expecting no answer (syslog).
-    fn udp_send(&self, to: std::net::SocketAddr, data: &[u8]) -> io::Result<()>;
+    /// A UDP sender to `to` that outlives the call (the syslog forwarder
+    /// keeps it for every later message).
+    fn udp_sender(&self, to: std::net::SocketAddr) -> io::Result<Box<dyn UdpOut>>;
     /// Send one command to a TPM character device and read its response
     /// (the kernel's TPM devices take one whole command per write and
     /// answer one whole response per read).
@@ -338,12 +351,14 @@ impl Sys for LinuxSys {
         }
     }
 
-    fn udp_send(&self, to: std::net::SocketAddr, data: &[u8]) -> io::Result<()> {
+    fn udp_sender(&self, to: std::net::SocketAddr) -> io::Result<Box<dyn UdpOut>> {
         let bind: std::net::SocketAddr = match to {
             std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
             std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        std::net::UdpSocket::bind(bind)?.send_to(data, to).map(drop)
+        let sock = std::net::UdpSocket::bind(bind)?;
+        sock.connect(to)?;
+        Ok(Box::new(sock))
     }
 
     fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>> {

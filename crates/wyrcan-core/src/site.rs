@@ -66,6 +66,9 @@ pub struct SiteConfig {
     /// Registry mirrors (`wyrcan.mirror` values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<String>,
+    /// NTP servers (`wyrcan.ntp` values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp: Vec<String>,
     /// The TPM PCR measured into (`wyrcan.pcr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcr: Option<u32>,
@@ -298,6 +301,7 @@ mod tests {
                 proxy: Some("http://u:s3cret@proxy.lan:3128".into()),
                 no_proxy: vec![".lan".into()],
                 mirrors: vec!["docker.io=http://cache.lan:5000".into()],
+                ntp: vec!["time.lan".into()],
                 pcr: Some(15),
             },
             auth: Some(br#"{"auths":{"reg.lan":{"auth":"dXNlcjpwYXNzd29yZA=="}}}"#.to_vec()),

@@ -12,6 +12,11 @@ gen.sh makes the same files).
 dhcp: the target's client has MAC 02:00:00:00:00:01 and xid 7 and has just
 sent its DISCOVER, so an OFFER for it goes deepest; ACK/NAK still decode.
 tpm: TPM 2.0 responses to PCR_Read and PCR_Extend, good and refused.
+dhcp6: server messages; the target also re-addresses each to its client
+(xid, DUID, IAID) as Advertise and Reply, so one message drives the whole
+exchange. The first two are the Advertise and Reply of systemd's DHCPv6
+client test (test-dhcp6-client.c).
+ra: router advertisements, the first the one systemd's NDisc test sends.
 payload: not written here (its seeds are signed): see gen-payload.sh.
 """
 
@@ -179,6 +184,84 @@ def tpm_seeds():
     yield "auth-fail", tpm_response(b"", rc=0x98E, tag=0x8002)
 
 
+def opt6(code, data):
+    return struct.pack("!HH", code, len(data)) + data
+
+
+def names(*ns):
+    out = b""
+    for n in ns:
+        for label in n.split("."):
+            out += bytes([len(label)]) + label.encode()
+        out += b"\0"
+    return out
+
+
+V6 = {
+    "server": bytes.fromhex("20010db8deadbeef78ee1cf3093c55ad"),
+    "dns": bytes.fromhex("20010db8deadbeef0000000000000001"),
+    "ntp": bytes.fromhex("fd00000000000000000000000000007b"),
+    "mcast": bytes.fromhex("ff050000000000000000000000000101"),
+}
+SYSTEMD_ADVERTISE = bytes.fromhex(
+    "020fb4e50001000e000100011a6bf3303c970ecfa37d0003005e0ecfa37d0000005000000078"
+    "000500182001 0db8deadbeef78ee1cf3093c55ad00000096000000b4000d00320000416464"
+    "726573732865732920726 56e657765642e204772656574696e67732066726f6d20706c616e"
+    "6574204561727468001700102001 0db8deadbeef0000000000000001001800 0b036c616205"
+    "696e74726100001f0010 20010db8deadbeef00000000000000010002000e00010001194 05c"
+    "53782bcbb36d5300070001 00".replace(" ", ""))
+SYSTEMD_REPLY = bytes.fromhex(
+    "07f74e570002000e00010001194 05c53782bcbb36d530001000e000100011a6bf3303c970e"
+    "cfa37d0003004a0ecfa37d00000050000000780005001820010db8deadbeef78ee1cf3093c55"
+    "ad00000096000000b4000d001e0000416c6c2061646472657373657320776572652061737369"
+    "676e65642e0017001020010db8deadbeef00000000000000010018000b036c616205696e7472"
+    "6100001f001020010db8deadbeef0000000000000001".replace(" ", ""))
+
+
+def dhcp6_seeds():
+    yield "systemd-advertise", SYSTEMD_ADVERTISE
+    yield "systemd-reply", SYSTEMD_REPLY
+    server = opt6(2, bytes.fromhex("000300015254000000fe"))
+    client = opt6(1, bytes.fromhex("00030001020000000001"))
+    ia = struct.pack("!III", 1, 0, 0)
+    ia += opt6(5, V6["server"] + struct.pack("!II", 3600, 7200))
+    ntp = opt6(56, opt6(1, V6["ntp"])) + opt6(56, opt6(2, V6["mcast"]))
+    ntp += opt6(56, opt6(3, names("time.example.com")))
+    yield "advertise-pref255-ntp", (
+        struct.pack("!I", 0x02000007) + client + server + opt6(7, b"\xff")
+        + opt6(3, ia) + opt6(23, V6["dns"]) + opt6(24, names("dc1.example.com", "example.com"))
+        + ntp + opt6(82, struct.pack("!I", 120)))
+    no_addrs = struct.pack("!III", 1, 0, 0) + opt6(13, b"\x00\x02no addresses left")
+    yield "advertise-noaddrsavail", (
+        struct.pack("!I", 0x02000007) + client + server + opt6(3, no_addrs))
+    yield "reply-stateless", (
+        struct.pack("!I", 0x07000007) + server + client + opt6(23, V6["dns"])
+        + opt6(24, names("lab.intra")) + opt6(31, V6["ntp"]) + ntp
+        + opt6(13, b"\x00\x00ok"))
+
+
+SYSTEMD_RA = bytes.fromhex(
+    "8600de8340c000b400000000000000000304 40c0000001f4000001b800000000"
+    "20010db8deadbeef0000000000000000190300000000003c20010db8deadbeef"
+    "00000000000000011f0300000000003c036c616205696e747261000000000000"
+    "0101782bcbb36d53".replace(" ", ""))
+
+
+def ra_seeds():
+    yield "systemd", SYSTEMD_RA
+    dnssl = names("dc1.example.com", "example.com")
+    dnssl += b"\0" * (-(8 + len(dnssl)) % 8)
+    radvd = bytes([134, 0, 0, 0, 255, 0x40, 0x07, 0x08]) + struct.pack("!II", 30000, 1000)
+    radvd += bytes([5, 1, 0, 0]) + struct.pack("!I", 9000)
+    radvd += bytes([25, 5, 0, 0]) + struct.pack("!I", 0xffffffff) + V6["dns"] + V6["ntp"]
+    radvd += bytes([31, (8 + len(dnssl)) // 8, 0, 0]) + struct.pack("!I", 3600) + dnssl
+    radvd += bytes([3, 4, 64, 0x80]) + struct.pack("!III", 10, 5, 0)
+    radvd += bytes.fromhex("20010db8000100000000000000000000")
+    yield "radvd-mtu-rdnss-dnssl", radvd
+    yield "zero-length-option", SYSTEMD_RA[:17] + b"\0" + SYSTEMD_RA[18:]
+    yield "solicitation", bytes([133, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 0, 0, 0, 0, 1])
+
+
 def write(sub, seeds):
     os.makedirs(os.path.join(HERE, sub), exist_ok=True)
     for name, data in seeds:
@@ -190,3 +273,5 @@ if __name__ == "__main__":
     write("flatten", flatten_seeds())
     write("dhcp", dhcp_seeds())
     write("tpm", tpm_seeds())
+    write("dhcp6", dhcp6_seeds())
+    write("ra", ra_seeds())

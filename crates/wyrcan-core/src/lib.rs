@@ -7,6 +7,7 @@ pub mod booted;
 pub mod cmdline;
 pub mod cpio;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod digest;
 pub mod dns;
 pub mod efivar;

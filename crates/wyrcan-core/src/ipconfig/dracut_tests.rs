@@ -383,6 +383,12 @@ fn display_of_new_forms() {
             .to_string(),
         "[2001:db8::2]::[2001:db8::1]:64::eth0:none"
     );
+    // An interface named like an address goes in the device field.
+    for input in [":::::1.2.3.4:dhcp", ":::::[x]:dhcp6:1500"] {
+        let c = parse(input).unwrap();
+        assert_eq!(c.to_string(), input);
+        assert_eq!(parse(&c.to_string()), Ok(c));
+    }
     assert_eq!(IpConfig::default(), dhcp(None));
     assert_eq!(IpConfig::default().to_string(), "dhcp");
     assert_eq!(parse("eth0:auto6").unwrap().iface(), Some("eth0"));

@@ -425,10 +425,16 @@ impl fmt::Display for IpConfig {
                 return Ok(());
             }
         };
-        match (iface, link.is_empty()) {
+        match (iface.as_deref(), link.is_empty()) {
             (None, true) => f.write_str(word),
+            // An interface named like an address would start the kernel's
+            // form, where it is the client address: name it in the device field.
+            (Some(i), _) if parse::looks_like_address(i) => {
+                write!(f, ":::::{i}:{word}")?;
+                write_link(f, link)
+            }
             (iface, _) => {
-                write!(f, "{}:{word}", iface.as_deref().unwrap_or(""))?;
+                write!(f, "{}:{word}", iface.unwrap_or(""))?;
                 write_link(f, link)
             }
         }

@@ -119,7 +119,7 @@ fn address(value: &str) -> Result<Option<IpAddr>, ()> {
 }
 
 /// Something that can only be an address (the first field of the kernel's form).
-fn looks_like_address(value: &str) -> bool {
+pub(super) fn looks_like_address(value: &str) -> bool {
     value.starts_with('[') || value.parse::<Ipv4Addr>().is_ok()
 }
 

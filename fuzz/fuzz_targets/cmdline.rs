@@ -51,4 +51,12 @@ fuzz_target!(|data: &[u8]| {
     for v in args.ntp.iter().chain(&args.syslog) {
         assert!(cmdline::host_port(v).is_some(), "{v:?}");
     }
+    // Mirrors: a parsed one prints as something that parses back the same.
+    for m in &args.mirrors {
+        if let Ok(parsed) = wyrcan_core::mirror::parse(m) {
+            assert_eq!(wyrcan_core::mirror::parse(&parsed.to_string()).as_ref(), Ok(&parsed));
+        }
+    }
+    // The same bytes as a registries.conf.
+    let _ = wyrcan_core::mirror::from_registries_conf(&String::from_utf8_lossy(data));
 });

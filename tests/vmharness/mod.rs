@@ -16,6 +16,7 @@ use crate::common::image::{Entry, Image, Layer};
 use crate::common::registry::Registry;
 
 pub mod media;
+pub mod netns;
 pub mod tpm;
 
 /// Address of the registry as the guest sees it.
@@ -68,6 +69,16 @@ pub enum Net {
         /// TFTP root and boot file, for PXE.
         tftp: Option<(PathBuf, String)>,
     },
+    /// A NIC on a tap device (see [`netns::Lan::tap`]); run the VM in the
+    /// tap's namespace ([`VmConfig::netns`]).
+    Tap {
+        /// The tap's name.
+        ifname: String,
+        /// NIC model.
+        model: &'static str,
+        /// The NIC's MAC address.
+        mac: String,
+    },
 }
 
 /// What to boot.
@@ -94,6 +105,8 @@ pub struct VmConfig {
     pub netboot: bool,
     /// A TPM 2.0 (TIS) backed by this swtpm socket ([`Swtpm`]).
     pub tpm: Option<PathBuf>,
+    /// Run QEMU inside this network namespace (`ip netns exec NS …`).
+    pub netns: Option<String>,
 }
 
 impl Default for VmConfig {
@@ -109,6 +122,7 @@ impl Default for VmConfig {
             disk: None,
             netboot: false,
             tpm: None,
+            netns: None,
         }
     }
 }
@@ -209,7 +223,14 @@ pub struct Vm {
 impl Vm {
     /// Start QEMU.
     pub fn start(name: &str, cfg: &VmConfig) -> Vm {
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut cmd = match &cfg.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         cmd.args([
             "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "1",
         ]);
@@ -267,6 +288,12 @@ impl Vm {
                 }
                 cmd.arg("-netdev").arg(netdev);
                 cmd.arg("-device").arg(format!("{model},netdev=n"));
+            }
+            Net::Tap { ifname, model, mac } => {
+                cmd.arg("-netdev")
+                    .arg(format!("tap,id=n,ifname={ifname},script=no,downscript=no"));
+                cmd.arg("-device")
+                    .arg(format!("{model},netdev=n,mac={mac}"));
             }
         }
         if cfg.netboot {

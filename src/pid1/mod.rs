@@ -57,6 +57,8 @@ Other arguments:
     wyrcan.proxy=URL        pull through this HTTP proxy
     wyrcan.mirror=REG=URL   try this mirror (site cache) first; resolve+URL
                             lets it answer tags too; REG * = any registry
+    wyrcan.ntp=HOST         set the clock (and the RTC) from this NTP server
+    wyrcan.syslog=HOST[:PORT]  send every message as syslog over UDP too
     wyrcan.pcr=N            measure the boot into TPM PCR N (default 12)
     wyrcan.tpm=required     refuse to boot without a TPM
     wyrcan.debug            more output

@@ -19,6 +19,7 @@ use wyrcan_core::trust::Policy;
 
 use crate::boot::measure::{self, TpmPlan};
 use crate::pull::{CredentialSource, PullOptions};
+use crate::registry::DnsMode;
 use crate::sys::{efivarfs, Sys};
 
 /// Where the configuration came from.
@@ -79,6 +80,9 @@ pub fn pull_options(insecure: &[String]) -> PullOptions {
         tmpdir: Some("/tmp".into()),
         // A pull cut mid-layer is retried whole; this lets it resume.
         keep_partial: Some("/tmp/wyrcan-layers".into()),
+        // musl's resolver fails a lookup whole when one address family is
+        // refused: PID 1 asks A and AAAA itself.
+        dns: DnsMode::Own,
         proxy_env: false,
         ..PullOptions::default()
     }

@@ -22,6 +22,7 @@ use wyrcan_core::reference::Reference;
 
 use super::auth::{self, Credentials};
 use super::pace::{Deadline, Limits, Pace};
+use super::resolve::DnsResolver;
 use super::transport::{
     backoff_delay, default_port, forward_agent, is_insecure, location_is_https, lock, origin,
     proxy_config, proxy_refused, read_limited, resolve_location, retry_after, split_host_port,
@@ -170,18 +171,21 @@ impl Endpoint {
             debug!("proxies: {proxies}");
         }
         let https_proxy = proxies.https.as_ref();
+        let resolver = DnsResolver::new(&opts.dns);
         let verified = Agents::new(
             TlsConfig::builder().root_certs(roots).build(),
             &limits,
             https_proxy,
+            &resolver,
         )?;
         let unverified = Agents::new(
             TlsConfig::builder().disable_verification(true).build(),
             &limits,
             https_proxy,
+            &resolver,
         )?;
         let forward = match &proxies.http {
-            Some(p) => Some(forward_agent(p, &limits)?),
+            Some(p) => Some(forward_agent(p, &limits, &resolver)?),
             None => None,
         };
         if registry_insecure && mirror.is_none() {

@@ -23,7 +23,8 @@
 //! Layout: [`client`] (requests, auth challenges, manifests),
 //! [`download`] (small blobs in memory, resumable verified blob downloads),
 //! `pace` (deadlines and the rate floor), `transport` (agents, retries,
-//! failure classification, URL helpers), `tls` (trust anchors),
+//! failure classification, URL helpers), `resolve` (host names to
+//! addresses: [`DnsMode`]), `tls` (trust anchors),
 //! [`auth`] (credentials files, challenges), [`helper`] (docker
 //! credential helpers).
 
@@ -33,6 +34,7 @@ pub mod download;
 mod fallback;
 pub mod helper;
 mod pace;
+mod resolve;
 mod tls;
 mod token;
 mod transport;
@@ -50,6 +52,7 @@ use wyrcan_core::trust::Policy;
 pub use auth::Credentials;
 pub use client::Endpoint;
 pub use fallback::Client;
+pub use resolve::DnsMode;
 pub use tls::CertTime;
 
 /// Everything that says how to pull an image: registry access (insecure
@@ -121,6 +124,13 @@ pub struct PullOptions {
     /// Mirrors per registry (`--mirror`, `wyrcan.mirror=`, the site's,
     /// registries.conf's), tried before the registry.
     pub mirrors: Vec<Mirror>,
+    /// How host names become addresses (the registry's, a mirror's, a
+    /// redirect's, the proxy's): the system's resolver on hosts
+    /// ([`DnsMode::System`], the default), Wyrcan's own in PID 1
+    /// ([`DnsMode::Own`]), which asks for IPv4 and IPv6 addresses
+    /// separately so that a server refusing one family cannot fail the
+    /// lookup.
+    pub dns: DnsMode,
 }
 
 /// Default of [`PullOptions::min_rate`]: 1 KiB/s. Any working link, even a
@@ -162,6 +172,7 @@ impl Default for PullOptions {
             policy: None,
             mirrors: Vec::new(),
             keep_partial: None,
+            dns: DnsMode::System,
         }
     }
 }

@@ -25,14 +25,15 @@ use ureq::config::Config;
 use ureq::http::{Response, Uri};
 use ureq::tls::TlsConfig;
 use ureq::typestate::WithoutBody;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, NextTimeout, TcpConnector, Transport,
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, TcpConnector, Transport,
 };
 use ureq::{Agent, Body, RequestBuilder};
 use wyrcan_core::proxy::{NoProxy, ProxyConfig, ProxyUrl};
 
 use super::pace::{call_failure, Deadline, Limits, Pace};
+use super::resolve::{lookup_failure, DnsResolver};
 use super::{PullOptions, RegistryError};
 
 /// Longest wait between two attempts.
@@ -88,7 +89,7 @@ impl Failure {
                 return Failure::fatal(RegistryError::Resolve {
                     url: url.to_string(),
                     host,
-                    detail: source.to_string(),
+                    detail: resolve_detail(&source),
                 });
             }
             Kind::NoConnection => {
@@ -124,11 +125,28 @@ pub(super) enum Kind {
     Other,
 }
 
-/// Sort a transport error. std reports a failed `getaddrinfo` only as text
-/// ("failed to lookup address information: …"), so the text decides there;
-/// `EAI_AGAIN` ("Temporary failure in name resolution") stays transient: at
-/// boot, the DNS server may not answer yet.
+/// What a failed lookup said, for messages: our resolver's report as is
+/// (without ureq's `io: `).
+fn resolve_detail(e: &ureq::Error) -> String {
+    match lookup_failure(e) {
+        Some(f) => f.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Sort a transport error. Our resolver says whether its failure may pass
+/// (`resolve::LookupFailed`); std reports a failed `getaddrinfo` only as
+/// text ("failed to lookup address information: …"), so the text decides
+/// there; `EAI_AGAIN` ("Temporary failure in name resolution") stays
+/// transient: at boot, the DNS server may not answer yet.
 pub(super) fn classify(e: &ureq::Error) -> Kind {
+    if let Some(f) = lookup_failure(e) {
+        return if f.transient {
+            Kind::Other
+        } else {
+            Kind::NoSuchHost
+        };
+    }
     match e {
         ureq::Error::HostNotFound => Kind::NoSuchHost,
         ureq::Error::ConnectionFailed => Kind::NoConnection,
@@ -205,17 +223,26 @@ pub(super) struct Agents {
 }
 
 impl Agents {
+    /// Both resolve names (the proxy's too) with `resolver`.
     pub(super) fn new(
         tls: TlsConfig,
         limits: &Limits,
         https_proxy: Option<&ProxyUrl>,
+        resolver: &DnsResolver,
     ) -> anyhow::Result<Self> {
+        let agent = |proxy| {
+            Agent::with_parts(
+                agent_config(tls.clone(), proxy, limits),
+                DefaultConnector::default(),
+                resolver.clone(),
+            )
+        };
         let tunnel = match https_proxy {
-            Some(p) => Some(agent_config(tls.clone(), Some(ureq_proxy(p)?), limits).new_agent()),
+            Some(p) => Some(agent(Some(ureq_proxy(p)?))),
             None => None,
         };
         Ok(Agents {
-            direct: agent_config(tls, None, limits).new_agent(),
+            direct: agent(None),
             tunnel,
         })
     }
@@ -360,7 +387,8 @@ pub(super) fn proxy_failure(
     }
     match (classify(&e), &e) {
         (Kind::NoSuchHost, _) => Ok(Failure::fatal(connect(format!(
-            "its host name does not resolve: {e}"
+            "its host name does not resolve: {}",
+            resolve_detail(&e)
         )))),
         (Kind::NoConnection, _) => Ok(Failure::transient(connect(e.to_string()))),
         (_, ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect)) => Ok(
@@ -399,8 +427,13 @@ pub(super) fn proxy_refused(proxy: &ProxyUrl, url: &str, status: u16) -> Failure
 }
 
 /// An agent for plain `http://` URLs through `proxy`: every connection goes
-/// to the proxy, and each request on it is written in absolute form.
-pub(super) fn forward_agent(proxy: &ProxyUrl, limits: &Limits) -> anyhow::Result<Agent> {
+/// to the proxy (its name resolved by `resolver`), and each request on it
+/// is written in absolute form.
+pub(super) fn forward_agent(
+    proxy: &ProxyUrl,
+    limits: &Limits,
+    resolver: &DnsResolver,
+) -> anyhow::Result<Agent> {
     let proxy_uri: Uri = format!("http://{}/", proxy.authority())
         .parse()
         .map_err(|e| anyhow!("proxy {proxy}: {e}"))?;
@@ -410,7 +443,7 @@ pub(super) fn forward_agent(proxy: &ProxyUrl, limits: &Limits) -> anyhow::Result
         connector,
         ToProxy {
             proxy: proxy_uri,
-            inner: DefaultResolver::default(),
+            inner: resolver.clone(),
         },
     ))
 }
@@ -419,7 +452,7 @@ pub(super) fn forward_agent(proxy: &ProxyUrl, limits: &Limits) -> anyhow::Result
 #[derive(Debug)]
 struct ToProxy {
     proxy: Uri,
-    inner: DefaultResolver,
+    inner: DnsResolver,
 }
 
 impl Resolver for ToProxy {

@@ -107,6 +107,8 @@ pub struct VmConfig {
     pub tpm: Option<PathBuf>,
     /// Run QEMU inside this network namespace (`ip netns exec NS …`).
     pub netns: Option<String>,
+    /// More QEMU arguments (e.g. `-rtc base=2001-01-01`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for VmConfig {
@@ -123,6 +125,7 @@ impl Default for VmConfig {
             netboot: false,
             tpm: None,
             netns: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -299,6 +302,7 @@ impl Vm {
         if cfg.netboot {
             cmd.args(["-boot", "n"]);
         }
+        cmd.args(&cfg.extra_args);
         if let Some(sock) = &cfg.tpm {
             cmd.arg("-chardev")
                 .arg(format!("socket,id=chrtpm,path={}", sock.display()));
@@ -635,6 +639,7 @@ pub fn bootable_showing_booted(mark: &str) -> Image {
          echo \"UNAME=$(busybox uname -r)\"\n\
          echo \"BOOTED=$(busybox tr -d '\\n' < /etc/wyrcan/booted.json)\"\n\
          echo \"SITE=$(busybox ls /etc/wyrcan)\"\n\
+         echo \"DATE=$(busybox date -u +%Y-%m-%d)\"\n\
          busybox mkdir -p /sys\n\
          busybox mount -t sysfs sys /sys\n\
          for p in /sys/class/tpm/tpm0/pcr-sha256/*; do [ -e \"$p\" ] && echo \"PCR${{p##*/}}=$(busybox cat $p)\"; done\n\

@@ -420,7 +420,7 @@ fn iso_is_reproducible_with_an_esp_in_its_gpt() {
     common::assert_success(&out, "customize --show of a customized ISO");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "image: example.org/site:1\narg: quiet\nauth: (none)\n"
+        "image: example.org/site:1\narg: quiet\nauth: (none)\npolicy: (none: every image is booted as served)\n"
     );
 }
 

@@ -18,6 +18,7 @@ use crate::common::registry::Registry;
 pub mod media;
 pub mod netns;
 pub mod tpm;
+pub mod vlan;
 
 /// Address of the registry as the guest sees it.
 pub const GUEST_REGISTRY: &str = "10.0.2.100:5000";
@@ -107,6 +108,8 @@ pub struct VmConfig {
     pub tpm: Option<PathBuf>,
     /// Run QEMU inside this network namespace (`ip netns exec NS …`).
     pub netns: Option<String>,
+    /// More QEMU arguments (a second NIC, a monitor socket).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for VmConfig {
@@ -123,6 +126,7 @@ impl Default for VmConfig {
             netboot: false,
             tpm: None,
             netns: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -305,6 +309,7 @@ impl Vm {
             cmd.args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"]);
             cmd.args(["-device", "tpm-tis,tpmdev=tpm0"]);
         }
+        cmd.args(&cfg.extra_args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

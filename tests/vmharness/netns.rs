@@ -528,3 +528,66 @@ impl Drop for Lan {
         }
     }
 }
+
+/// QEMU arguments for one more NIC on a new tap on the bridge of `lan`:
+/// netdev `id`, MAC `mac`.
+pub fn extra_nic(lan: &Lan, id: &str, model: &str, mac: &str) -> Vec<String> {
+    let tap = lan.tap();
+    vec![
+        "-netdev".into(),
+        format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+        "-device".into(),
+        format!("{model},netdev={id},mac={mac}"),
+    ]
+}
+
+/// QEMU arguments for a human monitor on the Unix socket `path`.
+pub fn monitor_args(path: &Path) -> Vec<String> {
+    vec![
+        "-monitor".into(),
+        format!("unix:{},server,nowait", path.display()),
+    ]
+}
+
+/// Sends one command to the QEMU monitor at `path` and returns what it
+/// answered (read until the next prompt, at most 10 s).
+pub fn monitor(path: &Path, command: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("connecting to the QEMU monitor {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read_to_prompt = |s: &mut std::os::unix::net::UnixStream, got: &mut Vec<u8>| {
+        let start = got.len();
+        while Instant::now() < deadline {
+            if let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&got[start..]).contains("(qemu)") {
+                    break;
+                }
+            }
+        }
+    };
+    read_to_prompt(&mut s, &mut got);
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let at = got.len();
+    read_to_prompt(&mut s, &mut got);
+    String::from_utf8_lossy(&got[at..]).into_owned()
+}
+
+/// `ip ARGS`, failing the test on an error (for helpers in other files).
+pub fn ip_or_fail(args: &[&str]) {
+    ip(args);
+}
+
+/// Kills every process in `ns` by PID, then deletes it (for helpers in
+/// other files that make namespaces of their own).
+pub fn delete_namespace(ns: &str) {
+    remove_namespace(ns);
+}

@@ -10,7 +10,9 @@ mod vmharness;
 use std::time::{Duration, Instant};
 
 use common::image::{noise, Entry, Layer};
-use vmharness::netns::{extra_nic, monitor, monitor_args, Lan, HOST4, REGISTRY};
+use vmharness::netns::{
+    extra_nic, mac_of, monitor, monitor_args, udp_socket_in, Lan, HOST4, REGISTRY,
+};
 use vmharness::vlan::Trunk;
 use vmharness::{artifact, bootable, Net, Vm, VmConfig, BOOT};
 
@@ -62,8 +64,9 @@ fn bond_active_backup_survives_losing_the_active_nic_during_the_pull() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let answer = monitor(&mon, "set_link n off");
+    assert!(answer.ends_with("(qemu) "), "the monitor said {answer:?}");
     eprintln!(
-        "bond: lan0's link cut at {:.1} s ({answer:?})",
+        "bond: lan0's link cut at {:.1} s",
         vm.elapsed().as_secs_f64()
     );
     assert!(
@@ -71,7 +74,10 @@ fn bond_active_backup_survives_losing_the_active_nic_during_the_pull() {
             .contains(&format!("booting {REGISTRY}/lan/bond:v1")),
         "the pull was over before the link was cut: make the layer bigger"
     );
-    vm.wait_for("(slave lan0): link status definitely down", BOOT);
+    let (at, down) = vm.wait_for("(slave lan0): link status definitely down", BOOT);
+    eprintln!("bond: at {:.1} s: {down}", at.as_secs_f64());
+    let (at, active) = vm.wait_for("making interface lan1 the new active one", BOOT);
+    eprintln!("bond: at {:.1} s: {active}", at.as_secs_f64());
     let container = vm.container_on_its_kernel("bond");
     assert!(
         container.cmdline.contains("console=ttyS0"),
@@ -116,5 +122,43 @@ fn dhcp_and_pull_over_a_vlan_only_provisioning_network() {
         trunk.down.load(std::sync::atomic::Ordering::Relaxed),
         trunk.dropped.load(std::sync::atomic::Ordering::Relaxed),
     );
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn netconsole_sends_the_kernel_log_once_the_network_is_up() {
+    let lan = Lan::start(&[]);
+    lan.push(&bootable("netcon"), "lan/netcon", "v1");
+    let sock = udp_socket_in(lan.name(), &format!("{HOST4}:6666"));
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let cfg = VmConfig {
+        kernel: Some(artifact("wyrcan.kernel")),
+        initrd: Some(artifact("wyrcan.initrd")),
+        append: Some(format!(
+            "console=ttyS0 panic=-1 netconsole=@/eth0,6666@{HOST4}/ \
+             wyrcan.img={REGISTRY}/lan/netcon:v1 wyrcan.insecure={REGISTRY}"
+        )),
+        mem_mb: 1024,
+        ..lan.vm_config("virtio-net-pci")
+    };
+    let _ = mac_of(&cfg);
+    let mut vm = Vm::start("lan-netcon", &cfg);
+    let (at, _) = vm.wait_for("netconsole: network logging started", BOOT);
+    eprintln!("netconsole: started at {:.1} s", at.as_secs_f64());
+    let mut got = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 2048];
+    while !got.contains("network logging started") && Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(
+        got.contains("network logging started"),
+        "nothing from netconsole on {HOST4}:6666 within 60 s; got {got:?}"
+    );
+    vm.container_on_its_kernel("netcon");
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }

@@ -223,7 +223,7 @@ fn rename(sys: &dyn Sys, i: &IfName) -> Result<()> {
     if names.contains(&i.name) {
         // Another NIC holds the name (the kernel's eth1 when ifname= swaps
         // eth0 and eth1): move it aside first.
-        let aside = format!("wy{}", std::process::id() % 1000 + names.len() as u32);
+        let aside = format!("wyrcan-old{}", names.len());
         sys.link_down(&i.name)?;
         sys.rename_link(&i.name, &aside)?;
     }

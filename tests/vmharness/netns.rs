@@ -591,3 +591,24 @@ pub fn ip_or_fail(args: &[&str]) {
 pub fn delete_namespace(ns: &str) {
     remove_namespace(ns);
 }
+
+/// A UDP socket bound to `addr` inside namespace `ns` (made from a thread
+/// that enters the namespace; the socket stays in it), e.g. to receive
+/// what a guest sends by netconsole or syslog.
+#[allow(unsafe_code)]
+pub fn udp_socket_in(ns: &str, addr: &str) -> std::net::UdpSocket {
+    use std::os::fd::AsRawFd as _;
+    let ns = ns.to_string();
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        let nsf = fs::File::open(format!("/run/netns/{ns}"))
+            .unwrap_or_else(|e| panic!("opening namespace {ns}: {e}"));
+        // SAFETY: a valid namespace fd; setns changes only this thread's
+        // network namespace, and this thread ends right after.
+        let rc = unsafe { libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+        std::net::UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("binding {addr} in {ns}: {e}"))
+    })
+    .join()
+    .expect("binding a UDP socket in the namespace")
+}

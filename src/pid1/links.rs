@@ -89,16 +89,17 @@ impl Links {
     }
 
     /// What to check when DHCP on `iface` gets no lease.
-    pub fn dhcp_hint(&self, iface: &str) -> Option<String> {
+    pub fn dhcp_hint(&self, iface: &str, after: std::time::Duration) -> Option<String> {
+        let s = after.as_secs();
         if let Some(v) = self.vlans.iter().find(|v| v.name == iface) {
             return Some(format!(
-                "no DHCP lease on {iface}: is the switch port of {} a trunk for VLAN {} (tagged), and does a DHCP server serve that VLAN?",
+                "no DHCP lease on {iface} after {s} s: is the switch port of {} a trunk for VLAN {} (tagged), and does a DHCP server serve that VLAN?",
                 v.parent, v.id
             ));
         }
         self.bonds.iter().find(|b| b.name == iface).map(|b| {
             format!(
-                "no DHCP lease on {iface}: do its slaves ({}) have carrier, and do the switch ports match the bonding mode (802.3ad needs LACP on the switch)?",
+                "no DHCP lease on {iface} after {s} s: do its slaves ({}) have carrier, and do the switch ports match the bonding mode (802.3ad needs LACP on the switch)?",
                 b.slaves.join(", ")
             )
         })
@@ -541,11 +542,12 @@ mod tests {
             "{e}"
         );
         let l = Links::parse(&args("vlan=eth0.10:eth0 bond=bond0:eth1,eth2"), "").unwrap();
-        assert!(l.dhcp_hint("eth0.10").unwrap().starts_with(
-            "no DHCP lease on eth0.10: is the switch port of eth0 a trunk for VLAN 10"
+        let t = std::time::Duration::from_secs(60);
+        assert!(l.dhcp_hint("eth0.10", t).unwrap().starts_with(
+            "no DHCP lease on eth0.10 after 60 s: is the switch port of eth0 a trunk for VLAN 10"
         ));
-        assert!(l.dhcp_hint("bond0").unwrap().contains("(eth1, eth2)"));
-        assert_eq!(l.dhcp_hint("eth0"), None);
+        assert!(l.dhcp_hint("bond0", t).unwrap().contains("(eth1, eth2)"));
+        assert_eq!(l.dhcp_hint("eth0", t), None);
     }
 
     #[test]

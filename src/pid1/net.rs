@@ -153,12 +153,13 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
                 dns.extend(s.dns.iter().map(|a| IpAddr::V4(*a)));
             }
             IpConfig::Dhcp { iface, .. } => {
+                let named = iface.is_some();
                 let candidates: Vec<Link> = match iface {
                     Some(i) => all.iter().filter(|l| l.name == i).cloned().collect(),
                     None if with_carrier.is_empty() => free.clone(),
                     None => with_carrier.clone(),
                 };
-                if let [one] = &candidates[..] {
+                if let ([one], true) = (&candidates[..], named) {
                     super::links::wait_carrier(sys, &one.name, CARRIER_WAIT)?;
                 }
                 if candidates.is_empty() {
@@ -168,7 +169,10 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
                     );
                 }
                 let (link, lease) = dhcp_any(sys, &candidates).map_err(|e| {
-                    match candidates.iter().find_map(|l| cfg.links.dhcp_hint(&l.name)) {
+                    match candidates
+                        .iter()
+                        .find_map(|l| cfg.links.dhcp_hint(&l.name, DHCP_TIMEOUT))
+                    {
                         Some(hint) => e.context(hint),
                         None => e,
                     }

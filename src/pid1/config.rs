@@ -43,6 +43,8 @@ pub struct NetConfig {
     pub ip: Vec<IpConfig>,
     /// `nameserver=` values.
     pub nameservers: Vec<IpAddr>,
+    /// `ifname=`, `bond=`, `vlan=`: links built before `ip=` applies.
+    pub links: super::links::Links,
 }
 
 /// A validated configuration that boots.
@@ -116,6 +118,7 @@ pub fn validate(
         .iter()
         .map(|s| ipconfig::parse_nameserver(s).map_err(|e| anyhow!("nameserver={s}: {e}{from}")))
         .collect::<Result<Vec<_>>>()?;
+    let links = super::links::Links::parse(args, from)?;
     for host in &args.insecure {
         if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
             bail!("wyrcan.insecure={host:?}: expected HOST[:PORT], e.g. 10.0.0.5:5000{from}");
@@ -136,7 +139,11 @@ pub fn validate(
     Ok(Some(BootConfig {
         image,
         args: args.args.clone(),
-        net: NetConfig { ip, nameservers },
+        net: NetConfig {
+            ip,
+            nameservers,
+            links,
+        },
         pull: PullOptions {
             insecure: args.insecure.clone(),
             proxy,
@@ -189,6 +196,10 @@ pub fn from_efi(
     merged.ntp = cmdline.ntp.clone();
     merged.syslog = cmdline.syslog.clone();
     merged.tpm_required = cmdline.tpm_required;
+    // Link names describe this machine's NICs: the cmdline's.
+    merged.ifname.clone_from(&cmdline.ifname);
+    merged.vlan.clone_from(&cmdline.vlan);
+    merged.bond.clone_from(&cmdline.bond);
     validate(&with_defaults(&merged, site), Source::Efi, pull)
 }
 

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod coldplug;
 pub mod config;
 pub mod console;
+pub mod links;
 pub mod net;
 pub mod syslog;
 
@@ -276,9 +277,14 @@ fn steps(
     tracing::info!("kernel {release}");
     let efi_firmware = sys.exists(Path::new("/sys/firmware/efi"));
     // efivarfs refuses to load without EFI firmware: ask only on EFI.
-    let always: &[&str] = if efi_firmware { &["efivarfs"] } else { &[] };
+    let mut always: Vec<&str> = if efi_firmware {
+        vec!["efivarfs"]
+    } else {
+        vec![]
+    };
+    always.extend(links::modules(&args));
     let moddir = Path::new("/lib/modules").join(&release);
-    let loaded = coldplug::run(sys, Path::new("/sys"), &moddir, always).unwrap_or_else(|e| {
+    let loaded = coldplug::run(sys, Path::new("/sys"), &moddir, &always).unwrap_or_else(|e| {
         tracing::warn!("loading modules: {e:#}");
         Vec::new()
     });
@@ -328,6 +334,7 @@ fn steps(
     let image = cfg.image.to_string();
 
     let learned = net::up(sys, &cfg.net).context("bringing the network up")?;
+    links::start_netconsole(sys, &moddir);
     // Before the first TLS connection: certificates need the right time.
     let mut ntp = cfg.ntp.clone();
     ntp.extend(learned.ntp.iter().map(|a| a.to_string()));

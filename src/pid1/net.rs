@@ -80,6 +80,8 @@ pub struct Learned {
 
 /// Bring the network up as `cfg` says.
 pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
+    super::links::setup(sys, &cfg.links, &cfg.ip)?;
+    let carriers = cfg.links.carriers();
     let all = links(sys, Path::new(CLASS_NET));
     if all.is_empty() {
         bail!(
@@ -95,7 +97,7 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
     while Instant::now() < deadline {
         with_carrier = all
             .iter()
-            .filter(|l| has_carrier(sys, &l.name))
+            .filter(|l| !carriers.contains(&l.name) && has_carrier(sys, &l.name))
             .cloned()
             .collect();
         if !with_carrier.is_empty() {
@@ -113,6 +115,12 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // Bond slaves and VLAN parents get no DHCP of their own by default.
+    let free: Vec<Link> = all
+        .iter()
+        .filter(|l| !carriers.contains(&l.name))
+        .cloned()
+        .collect();
     let mut configs = cfg.ip.clone();
     if configs.is_empty() {
         configs.push(IpConfig::default());
@@ -122,9 +130,6 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
     let mut learned = Learned::default();
     for c in configs {
         let shown = c.to_string();
-        if !c.link().is_empty() {
-            bail!("ip={shown}: setting the MTU or MAC address is not supported yet: leave those fields out");
-        }
         match c {
             IpConfig::Off => {}
             IpConfig::Dhcp6 { .. } | IpConfig::Auto6 { .. } => {
@@ -138,7 +143,7 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
             IpConfig::Static(s) => {
                 let iface = match &s.iface {
                     Some(i) => i.clone(),
-                    None => pick(&with_carrier, &all)?.name.clone(),
+                    None => pick(&with_carrier, &free)?.name.clone(),
                 };
                 sys.set_ipv4(&iface, s.address, s.prefix_len)?;
                 if let Some(gw) = s.gateway {
@@ -148,18 +153,30 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
                 dns.extend(s.dns.iter().map(|a| IpAddr::V4(*a)));
             }
             IpConfig::Dhcp { iface, .. } => {
+                let named = iface.is_some();
                 let candidates: Vec<Link> = match iface {
                     Some(i) => all.iter().filter(|l| l.name == i).cloned().collect(),
-                    None if with_carrier.is_empty() => all.clone(),
+                    None if with_carrier.is_empty() => free.clone(),
                     None => with_carrier.clone(),
                 };
+                if let ([one], true) = (&candidates[..], named) {
+                    super::links::wait_carrier(sys, &one.name, CARRIER_WAIT)?;
+                }
                 if candidates.is_empty() {
                     bail!(
                         "ip=: no interface by that name (have: {})",
                         names.join(", ")
                     );
                 }
-                let (link, lease) = dhcp_any(sys, &candidates)?;
+                let (link, lease) = dhcp_any(sys, &candidates).map_err(|e| {
+                    match candidates
+                        .iter()
+                        .find_map(|l| cfg.links.dhcp_hint(&l.name, DHCP_TIMEOUT))
+                    {
+                        Some(hint) => e.context(hint),
+                        None => e,
+                    }
+                })?;
                 apply(sys, &link.name, &lease)?;
                 dns.extend(lease.dns.iter().map(|a| IpAddr::V4(*a)));
                 search.extend(lease.domain_search.iter().cloned());
@@ -364,6 +381,7 @@ mod tests {
                     .unwrap(),
             ],
             nameservers: vec!["10.0.0.53".parse().unwrap()],
+            ..NetConfig::default()
         };
         up(&sys, &cfg).unwrap();
         let calls = sys.calls();

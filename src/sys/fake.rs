@@ -37,6 +37,8 @@ pub struct FakeSys {
     pub ntp_time: Option<i64>,
     /// Datagrams sent through `udp_sender`s.
     pub udp_sent: Sent,
+    /// Files whose writes fail, with their errno (sysfs refusing a value).
+    pub write_errors: BTreeMap<PathBuf, Errno>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -53,6 +55,39 @@ impl FakeSys {
             b"MemTotal: 4194304 kB\nMemAvailable: 4000000 kB\n",
         );
         sys
+    }
+
+    /// What the kernel does on a write to `/sys/class/net`: a bond appears
+    /// on `bonding_masters` `+NAME`; each write is also recorded with its
+    /// value as `sysfs PATH VALUE`.
+    fn sysfs_net_write(&self, path: &Path, data: &[u8]) {
+        let net = Path::new("/sys/class/net");
+        let Ok(rel) = path.strip_prefix(net) else {
+            return;
+        };
+        let value = String::from_utf8_lossy(data).trim().to_string();
+        self.rec(format!("sysfs {} {value}", rel.display()));
+        if rel == Path::new("bonding_masters") {
+            if let Some(name) = value.strip_prefix('+') {
+                self.add_link(name, "00:00:00:00:00:00");
+            }
+        }
+    }
+
+    /// Move a link's sysfs files to a new name.
+    fn move_link(&self, from: &str, to: &str) {
+        let net = Path::new("/sys/class/net");
+        let mut files = lock(&self.files);
+        let moved: Vec<PathBuf> = files
+            .keys()
+            .filter(|k| k.starts_with(net.join(from)))
+            .cloned()
+            .collect();
+        for k in moved {
+            let v = files.remove(&k).unwrap_or_default();
+            let rest = k.strip_prefix(net.join(from)).unwrap_or(&k).to_path_buf();
+            files.insert(net.join(to).join(rest), v);
+        }
     }
 
     /// Add (or replace) a file.
@@ -180,7 +215,11 @@ impl Sys for FakeSys {
 
     fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         self.rec(format!("write {}", path.display()));
+        if let Some(e) = self.write_errors.get(path) {
+            return Err(io::Error::from_raw_os_error(e.raw_os_error()));
+        }
         self.put(path, data);
+        self.sysfs_net_write(path, data);
         Ok(())
     }
 
@@ -258,6 +297,37 @@ impl Sys for FakeSys {
     fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>> {
         self.rec(format!("tpm {} {}", dev.display(), command.len()));
         fake_tpm(&mut lock(&self.tpm), command)
+    }
+
+    fn link_down(&self, iface: &str) -> Result<()> {
+        self.rec(format!("link_down {iface}"));
+        Ok(())
+    }
+
+    fn rename_link(&self, from: &str, to: &str) -> Result<()> {
+        self.rec(format!("rename_link {from} {to}"));
+        self.move_link(from, to);
+        Ok(())
+    }
+
+    fn set_mac(&self, iface: &str, mac: [u8; 6]) -> Result<()> {
+        let m: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+        self.rec(format!("set_mac {iface} {}", m.join(":")));
+        Ok(())
+    }
+
+    fn add_vlan(&self, parent: &str, id: u16, name: &str) -> Result<()> {
+        self.rec(format!("add_vlan {parent} {id} {name}"));
+        let mac = self
+            .get(Path::new("/sys/class/net").join(parent).join("address"))
+            .unwrap_or_default();
+        self.add_link(name, String::from_utf8_lossy(&mac).trim());
+        Ok(())
+    }
+
+    fn load_module_params(&self, path: &Path, params: &str) -> Result<()> {
+        self.rec(format!("load_module {} {params}", path.display()));
+        Ok(())
     }
 
     fn efivar_remove(&self, dir: &Path, name: &str) -> io::Result<()> {

@@ -163,6 +163,16 @@ pub trait Sys: Sync {
     /// (the kernel's TPM devices take one whole command per write and
     /// answer one whole response per read).
     fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>>;
+    /// Clear IFF_UP.
+    fn link_down(&self, iface: &str) -> Result<()>;
+    /// Rename a link that is down.
+    fn rename_link(&self, from: &str, to: &str) -> Result<()>;
+    /// Set the hardware address of a link that is down.
+    fn set_mac(&self, iface: &str, mac: [u8; 6]) -> Result<()>;
+    /// Create VLAN `id` on `parent`, named `name` (8021q loaded).
+    fn add_vlan(&self, parent: &str, id: u16, name: &str) -> Result<()>;
+    /// `finit_module` with module parameters (`netconsole=…`).
+    fn load_module_params(&self, path: &Path, params: &str) -> Result<()>;
 }
 
 /// The real kernel.
@@ -373,6 +383,33 @@ impl Sys for LinuxSys {
         let n = f.read(&mut buf)?;
         buf.truncate(n);
         Ok(buf)
+    }
+
+    fn link_down(&self, iface: &str) -> Result<()> {
+        net::link_down(iface)
+    }
+
+    fn rename_link(&self, from: &str, to: &str) -> Result<()> {
+        net::rename_link(from, to)
+    }
+
+    fn set_mac(&self, iface: &str, mac: [u8; 6]) -> Result<()> {
+        net::set_mac(iface, mac)
+    }
+
+    fn add_vlan(&self, parent: &str, id: u16, name: &str) -> Result<()> {
+        net::add_vlan(parent, id, name)
+    }
+
+    fn load_module_params(&self, path: &Path, params: &str) -> Result<()> {
+        let what = || format!("loading module {} {params}", path.display());
+        let f = File::open(path).map_err(|e| Error::io(what(), e))?;
+        let params = CString::new(params)
+            .map_err(|e| Error::io(what(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        match rustix::system::finit_module(&f, &params, 0) {
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(Error::errno(what(), e)),
+        }
     }
 }
 

@@ -237,3 +237,127 @@ impl Datagram for UdpSocket {
         }
     }
 }
+
+// Links built or changed before any address: renames (`ifname=`), VLANs
+// (`vlan=`), MAC addresses (`ip=…:<mac>`). Bonds are sysfs writes, done by
+// the caller through `Sys::write`.
+
+/// Clear IFF_UP (a rename, a MAC change or enslaving needs the link down).
+pub fn link_down(iface: &str) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
+    let mut req = ifreq(iface)?;
+    ioctl(&fd, libc::SIOCGIFFLAGS, &mut req, "reading flags", iface)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short) };
+    ioctl(&fd, libc::SIOCSIFFLAGS, &mut req, "taking down", iface)
+}
+
+/// Rename a link (it must be down).
+pub fn rename_link(from: &str, to: &str) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
+    let mut req = ifreq(from)?;
+    let new = ifreq(to)?;
+    req.ifr_ifru.ifru_newname = new.ifr_name;
+    ioctl(
+        &fd,
+        libc::SIOCSIFNAME,
+        &mut req,
+        &format!("renaming to {to}"),
+        from,
+    )
+}
+
+/// Set the hardware address (the link must be down for most drivers).
+pub fn set_mac(iface: &str, mac: [u8; 6]) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
+    let mut req = ifreq(iface)?;
+    // SAFETY: sockaddr is plain old data; all-zero is valid.
+    let mut sa: libc::sockaddr = unsafe { mem::zeroed() };
+    sa.sa_family = libc::ARPHRD_ETHER;
+    for (d, s) in sa.sa_data.iter_mut().zip(mac) {
+        *d = s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_hwaddr = sa;
+    ioctl(
+        &fd,
+        libc::SIOCSIFHWADDR,
+        &mut req,
+        "setting the MAC address",
+        iface,
+    )
+}
+
+/// `struct vlan_ioctl_args` of `<linux/if_vlan.h>`; the union is 24 bytes.
+#[repr(C)]
+struct VlanIoctlArgs {
+    cmd: libc::c_int,
+    device1: [libc::c_char; 24],
+    u: [u8; 24],
+    vlan_qos: libc::c_short,
+}
+
+const SIOCSIFVLAN: libc::c_ulong = 0x8983;
+const ADD_VLAN_CMD: libc::c_int = 0;
+const SET_VLAN_NAME_TYPE_CMD: libc::c_int = 6;
+/// `eth0.10`: the parent's name, a dot, the id without padding.
+const VLAN_NAME_TYPE_RAW_PLUS_VID_NO_PAD: u32 = 3;
+
+fn vlan_ioctl(fd: &OwnedFd, args: &mut VlanIoctlArgs) -> io::Result<()> {
+    // SAFETY: `args` is a valid vlan_ioctl_args that lives across the call;
+    // SIOCSIFVLAN reads (and for some commands writes) only within it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCSIFVLAN as _, args as *mut VlanIoctlArgs) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The name the kernel gives a new VLAN under the `RAW_PLUS_VID_NO_PAD`
+/// name type: `snprintf(name, IFNAMSIZ, "%s.%i", parent, id)`.
+pub fn kernel_vlan_name(parent: &str, id: u16) -> String {
+    let mut n = format!("{parent}.{id}");
+    n.truncate(libc::IFNAMSIZ - 1);
+    n
+}
+
+/// Create VLAN `id` on `parent` (the 8021q module must be loaded) and give
+/// it the name `name`: the kernel names it `<parent>.<id>`, then it is
+/// renamed if the user wrote another name.
+pub fn add_vlan(parent: &str, id: u16, name: &str) -> Result<()> {
+    let fd = ctl_socket().map_err(|e| Error::io("opening a control socket", e))?;
+    // SAFETY: plain old data; all-zero is valid.
+    let mut args: VlanIoctlArgs = unsafe { mem::zeroed() };
+    args.cmd = SET_VLAN_NAME_TYPE_CMD;
+    args.u[..4].copy_from_slice(&VLAN_NAME_TYPE_RAW_PLUS_VID_NO_PAD.to_ne_bytes());
+    vlan_ioctl(&fd, &mut args)
+        .map_err(|e| Error::io("setting the VLAN name type (is 8021q loaded?)", e))?;
+    let dev = ifreq(parent)?;
+    // SAFETY: plain old data; all-zero is valid.
+    let mut args: VlanIoctlArgs = unsafe { mem::zeroed() };
+    args.cmd = ADD_VLAN_CMD;
+    args.device1[..dev.ifr_name.len()].copy_from_slice(&dev.ifr_name);
+    args.u[..4].copy_from_slice(&libc::c_int::from(id).to_ne_bytes());
+    vlan_ioctl(&fd, &mut args)
+        .map_err(|e| Error::io(format!("adding VLAN {id} on {parent}"), e))?;
+    let made = kernel_vlan_name(parent, id);
+    if made != name {
+        rename_link(&made, name)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    #[test]
+    fn vlan_args_have_the_kernel_layout() {
+        assert_eq!(mem::size_of::<VlanIoctlArgs>(), 56);
+    }
+
+    #[test]
+    fn kernel_vlan_names() {
+        assert_eq!(kernel_vlan_name("eth0", 10), "eth0.10");
+        assert_eq!(kernel_vlan_name("enp0s31f6abcde", 4094), "enp0s31f6abcde.");
+    }
+}

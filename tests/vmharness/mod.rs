@@ -18,6 +18,7 @@ use crate::common::registry::Registry;
 pub mod media;
 pub mod netns;
 pub mod tpm;
+pub mod vlan;
 
 /// Address of the registry as the guest sees it.
 pub const GUEST_REGISTRY: &str = "10.0.2.100:5000";
@@ -107,7 +108,7 @@ pub struct VmConfig {
     pub tpm: Option<PathBuf>,
     /// Run QEMU inside this network namespace (`ip netns exec NS …`).
     pub netns: Option<String>,
-    /// More QEMU arguments (e.g. `-rtc base=2001-01-01`).
+    /// More QEMU arguments (`-rtc base=…`, a second NIC, a monitor socket).
     pub extra_args: Vec<String>,
 }
 
@@ -302,13 +303,13 @@ impl Vm {
         if cfg.netboot {
             cmd.args(["-boot", "n"]);
         }
-        cmd.args(&cfg.extra_args);
         if let Some(sock) = &cfg.tpm {
             cmd.arg("-chardev")
                 .arg(format!("socket,id=chrtpm,path={}", sock.display()));
             cmd.args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"]);
             cmd.args(["-device", "tpm-tis,tpmdev=tpm0"]);
         }
+        cmd.args(&cfg.extra_args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -528,3 +528,87 @@ impl Drop for Lan {
         }
     }
 }
+
+/// QEMU arguments for one more NIC on a new tap on the bridge of `lan`:
+/// netdev `id`, MAC `mac`.
+pub fn extra_nic(lan: &Lan, id: &str, model: &str, mac: &str) -> Vec<String> {
+    let tap = lan.tap();
+    vec![
+        "-netdev".into(),
+        format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+        "-device".into(),
+        format!("{model},netdev={id},mac={mac}"),
+    ]
+}
+
+/// QEMU arguments for a human monitor on the Unix socket `path`.
+pub fn monitor_args(path: &Path) -> Vec<String> {
+    vec![
+        "-monitor".into(),
+        format!("unix:{},server,nowait", path.display()),
+    ]
+}
+
+/// Sends one command to the QEMU monitor at `path` and returns what it
+/// answered (read until the next prompt, at most 10 s).
+pub fn monitor(path: &Path, command: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("connecting to the QEMU monitor {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read_to_prompt = |s: &mut std::os::unix::net::UnixStream, got: &mut Vec<u8>| {
+        let start = got.len();
+        while Instant::now() < deadline {
+            if let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&got[start..]).contains("(qemu)") {
+                    break;
+                }
+            }
+        }
+    };
+    read_to_prompt(&mut s, &mut got);
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let at = got.len();
+    read_to_prompt(&mut s, &mut got);
+    String::from_utf8_lossy(&got[at..]).into_owned()
+}
+
+/// `ip ARGS`, failing the test on an error (for helpers in other files).
+pub fn ip_or_fail(args: &[&str]) {
+    ip(args);
+}
+
+/// Kills every process in `ns` by PID, then deletes it (for helpers in
+/// other files that make namespaces of their own).
+pub fn delete_namespace(ns: &str) {
+    remove_namespace(ns);
+}
+
+/// A UDP socket bound to `addr` inside namespace `ns` (made from a thread
+/// that enters the namespace; the socket stays in it), e.g. to receive
+/// what a guest sends by netconsole or syslog.
+#[allow(unsafe_code)]
+pub fn udp_socket_in(ns: &str, addr: &str) -> std::net::UdpSocket {
+    use std::os::fd::AsRawFd as _;
+    let ns = ns.to_string();
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        let nsf = fs::File::open(format!("/run/netns/{ns}"))
+            .unwrap_or_else(|e| panic!("opening namespace {ns}: {e}"));
+        // SAFETY: a valid namespace fd; setns changes only this thread's
+        // network namespace, and this thread ends right after.
+        let rc = unsafe { libc::setns(nsf.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+        std::net::UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("binding {addr} in {ns}: {e}"))
+    })
+    .join()
+    .expect("binding a UDP socket in the namespace")
+}

@@ -13,6 +13,7 @@ pub mod coldplug;
 pub mod config;
 pub mod console;
 pub mod net;
+pub mod net6;
 pub mod syslog;
 
 use std::path::Path;

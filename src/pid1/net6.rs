@@ -332,6 +332,11 @@ pub fn configure(
         }
     }
     dedup(&mut got.dns);
+    // A link-local server needs a scope (`%eth0`) that resolv.conf's
+    // plain list does not carry: only when it is the only one is it kept.
+    if got.dns.iter().any(|a| !is_link_local(a)) {
+        got.dns.retain(|a| !is_link_local(a));
+    }
     dedup(&mut got.search);
     dedup(&mut got.ntp);
     let mut extra = String::new();

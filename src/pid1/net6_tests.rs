@@ -75,7 +75,12 @@ fn default_on_an_ipv6_only_network() {
     sys.add_link("eth0", MAC);
     sys.put("/proc/sys/net/ipv6/conf/eth0/accept_ra", b"0\n");
     if_inet6(&sys, &[LINK_LOCAL, ("fd77::8e", 128, 0, 0x80)]);
-    sys.net6.ra = Some(advert(0xc0, None, &[v6("fd77::1")], &["test"]));
+    sys.net6.ra = Some(advert(
+        0xc0,
+        None,
+        &[v6("fe80::1"), v6("fd77::1")],
+        &["test"],
+    ));
     sys.net6.dhcp6 = Some(Server6 {
         address: Some(v6("fd77::8e")),
         dns: vec![v6("fd77::1"), v6("fd77::2")],

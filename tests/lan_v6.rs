@@ -84,3 +84,26 @@ fn static_ipv6() {
     vm.container_on_its_kernel("v6s");
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
+
+/// Dual stack, no `ip=`: DHCPv4 and DHCPv6 both complete (the second
+/// within the grace period of the first) and the image boots by name.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn dual_stack_default() {
+    let lan = Lan::start(&[]);
+    lan.push(&bootable("v46"), "v6/os", "v1");
+    let mut vm = boot(
+        &lan,
+        "lan-v46",
+        "wyrcan.img=registry.test:5000/v6/os:v1 wyrcan.insecure=registry.test:5000",
+    );
+    let (at6, line6) = vm.wait_for("from DHCPv6 server", BOOT);
+    let (at4, line4) = vm.wait_for("from DHCP server 10.77.0.1", BOOT);
+    eprintln!(
+        "lan_v6: DHCPv6 at {:.1} s, DHCPv4 at {:.1} s:\n{line6}\n{line4}",
+        at6.as_secs_f64(),
+        at4.as_secs_f64()
+    );
+    vm.container_on_its_kernel("v46");
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}

@@ -107,3 +107,34 @@ fn dual_stack_default() {
     vm.container_on_its_kernel("v46");
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
+
+/// `ip=eth0:auto6` on a SLAAC network (dnsmasq `ra-stateless`: the A and
+/// O flags, stateless DHCPv6 for DNS), booting by name.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn slaac_with_auto6() {
+    let args: Vec<String> = dnsmasq_args_v6_only()
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--dhcp-range=fd77::") {
+                "--dhcp-range=fd77::,ra-stateless".to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let lan = Lan::start_with(args);
+    lan.push(&bootable("v6a"), "v6/os", "v1");
+    let mut vm = boot(
+        &lan,
+        "lan-v6-slaac",
+        "ip=eth0:auto6 wyrcan.img=registry.test:5000/v6/os:v1 wyrcan.insecure=registry.test:5000",
+    );
+    let (at, line) = vm.wait_for("(SLAAC from router fe80::", BOOT);
+    eprintln!("lan_v6: SLAAC at {:.1} s: {line}", at.as_secs_f64());
+    assert!(line.contains("eth0: fd77::5054:ff:fe77:"), "{line}");
+    assert!(line.contains("/64"), "{line}");
+    assert!(line.contains("DNS fd77::1"), "{line}");
+    vm.container_on_its_kernel("v6a");
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}

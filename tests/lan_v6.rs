@@ -138,3 +138,42 @@ fn slaac_with_auto6() {
     vm.container_on_its_kernel("v6a");
     vm.assert_exits(Duration::from_secs(60), "the container did not power off");
 }
+
+/// `ip=eth0:dhcp6`: DHCPv6 stateful by request, booting by address.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn explicit_dhcp6() {
+    let lan = Lan::start_with(dnsmasq_args_v6_only());
+    lan.push(&bootable("v6d"), "v6/os", "v1");
+    let mut vm = boot(
+        &lan,
+        "lan-v6-dhcp6",
+        &format!("ip=eth0:dhcp6 wyrcan.img={REGISTRY6}/v6/os:v1 wyrcan.insecure={REGISTRY6}"),
+    );
+    let (_, line) = vm.wait_for("from DHCPv6 server", BOOT);
+    assert!(line.contains("eth0: fd77::"), "{line}");
+    vm.container_on_its_kernel("v6d");
+    vm.assert_exits(Duration::from_secs(60), "the container did not power off");
+}
+
+/// `ip=eth0:auto6` with no router: the error names the interface and
+/// what to check, and the machine does not panic.
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn no_router_advertisement_is_explained() {
+    let lan = Lan::start_with(dnsmasq_args_dns_only());
+    let mut vm = boot(
+        &lan,
+        "lan-v6-nora",
+        &format!("ip=eth0:auto6 wyrcan.img={REGISTRY6}/v6/os:v1 wyrcan.insecure={REGISTRY6}"),
+    );
+    let line = vm.boot_failed();
+    let log = vm.log();
+    assert!(
+        log.contains(
+            "no IPv6 router advertisement on eth0 within 10 s: is RA enabled on this network?"
+        ),
+        "{line}\n{log}"
+    );
+    vm.assert_no_panic();
+}

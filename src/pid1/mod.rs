@@ -14,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod links;
 pub mod net;
+pub mod net6;
 pub mod syslog;
 
 use std::path::Path;

@@ -1,13 +1,15 @@
 //! Network bring-up in the boot environment: every Ethernet link up, then
 //! each `ip=` setting applied (default: DHCPv4 on every link with carrier,
-//! first lease wins), then `/etc/resolv.conf`. IPv6 needs nothing from us:
-//! the kernel does SLAAC on links that are up.
+//! first lease wins), then `/etc/resolv.conf`. IPv6 (router advertisements,
+//! DHCPv6, static addresses; DHCPv4 and IPv6 side by side by default) is
+//! `super::net6`.
 //!
 //! The DHCP protocol itself is `wyrcan_core::dhcp`; this module only moves
 //! its packets and applies the lease.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -90,6 +92,7 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
         );
     }
     for l in &all {
+        super::net6::prepare(sys, &l.name);
         sys.link_up(&l.name)?;
     }
     let deadline = Instant::now() + CARRIER_WAIT;
@@ -128,17 +131,29 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
     let mut dns: Vec<IpAddr> = Vec::new();
     let mut search: Vec<String> = Vec::new();
     let mut learned = Learned::default();
+    let default = cfg.ip.is_empty();
+    let mut v6s: Vec<super::net6::Got6> = Vec::new();
     for c in configs {
         let shown = c.to_string();
         match c {
             IpConfig::Off => {}
-            IpConfig::Dhcp6 { .. } | IpConfig::Auto6 { .. } => {
-                tracing::info!("ip={shown}: IPv6 addresses come from the kernel's SLAAC on the links that are up");
-            }
-            IpConfig::Static6(_) => {
-                bail!(
-                    "ip={shown}: static IPv6 addresses are not supported yet: use auto6 or dhcp6"
+            IpConfig::Dhcp6 { ref iface, .. } | IpConfig::Auto6 { ref iface, .. } => {
+                let want = match c {
+                    IpConfig::Dhcp6 { .. } => super::net6::Want::Dhcp6,
+                    _ => super::net6::Want::Auto,
+                };
+                let cands = super::net6::candidates(iface.as_deref(), &all, &with_carrier)?;
+                v6s.push(
+                    super::net6::any(sys, &cands, want).with_context(|| format!("ip={shown}"))?,
                 );
+            }
+            IpConfig::Static6(s) => {
+                let iface = match &s.iface {
+                    Some(i) => i.clone(),
+                    None => pick(&with_carrier, &all)?.name.clone(),
+                };
+                super::net6::static6(sys, &s, &iface)?;
+                dns.extend(&s.dns);
             }
             IpConfig::Static(s) => {
                 let iface = match &s.iface {
@@ -168,21 +183,37 @@ pub fn up(sys: &dyn Sys, cfg: &NetConfig) -> Result<Learned> {
                         names.join(", ")
                     );
                 }
-                let (link, lease) = dhcp_any(sys, &candidates).map_err(|e| {
-                    match candidates
-                        .iter()
-                        .find_map(|l| cfg.links.dhcp_hint(&l.name, DHCP_TIMEOUT))
-                    {
-                        Some(hint) => e.context(hint),
-                        None => e,
+                let hinted = |e: anyhow::Error| match candidates
+                    .iter()
+                    .find_map(|l| cfg.links.dhcp_hint(&l.name, DHCP_TIMEOUT))
+                {
+                    Some(hint) => e.context(hint),
+                    None => e,
+                };
+                let (link, lease) = if default {
+                    let (v4, v6) = super::net6::dual(sys, &candidates, |stop| {
+                        dhcp_any(sys, &candidates, stop)
+                    })
+                    .map_err(hinted)?;
+                    v6s.extend(v6);
+                    match v4 {
+                        Some(v4) => v4,
+                        None => continue,
                     }
-                })?;
+                } else {
+                    dhcp_any(sys, &candidates, &AtomicBool::new(false)).map_err(hinted)?
+                };
                 apply(sys, &link.name, &lease)?;
                 dns.extend(lease.dns.iter().map(|a| IpAddr::V4(*a)));
                 search.extend(lease.domain_search.iter().cloned());
                 learned.ntp.extend(lease.ntp.iter().map(|a| IpAddr::V4(*a)));
             }
         }
+    }
+    for g in v6s {
+        dns.extend(g.dns.iter().map(|a| IpAddr::V6(*a)));
+        search.extend(g.search);
+        learned.ntp.extend(g.ntp);
     }
     dns.extend(&cfg.nameservers);
     write_resolv_conf(sys, &dns, &search)?;
@@ -257,14 +288,14 @@ fn write_resolv_conf(sys: &dyn Sys, dns: &[IpAddr], search: &[String]) -> Result
 }
 
 /// DHCP on every candidate at once; the first lease wins.
-fn dhcp_any(sys: &dyn Sys, candidates: &[Link]) -> Result<(Link, Lease)> {
+fn dhcp_any(sys: &dyn Sys, candidates: &[Link], stop: &AtomicBool) -> Result<(Link, Lease)> {
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         for link in candidates {
             let tx = tx.clone();
             let xid = sys.random_u32();
             s.spawn(move || {
-                let res = dhcp_one(sys, link, xid);
+                let res = dhcp_one(sys, link, xid, stop);
                 let _ = tx.send((link.clone(), res));
             });
         }
@@ -283,7 +314,7 @@ fn dhcp_any(sys: &dyn Sys, candidates: &[Link]) -> Result<(Link, Lease)> {
     })
 }
 
-fn dhcp_one(sys: &dyn Sys, link: &Link, xid: u32) -> Result<Lease> {
+fn dhcp_one(sys: &dyn Sys, link: &Link, xid: u32, stop: &AtomicBool) -> Result<Lease> {
     let sock = sys.dhcp_socket(&link.name)?;
     let server = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
     let start = Instant::now();
@@ -294,6 +325,9 @@ fn dhcp_one(sys: &dyn Sys, link: &Link, xid: u32) -> Result<Lease> {
     tracing::debug!("{}: DHCPDISCOVER sent, xid {xid:#010x}", link.name);
     let mut buf = vec![0u8; 1500];
     while start.elapsed() < DHCP_TIMEOUT {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            bail!("stopped: the network is up without DHCPv4");
+        }
         let got = sock
             .recv(&mut buf, Duration::from_millis(500))
             .with_context(|| format!("receiving DHCP replies on {}", link.name))?;

@@ -39,6 +39,8 @@ pub struct FakeSys {
     pub udp_sent: Sent,
     /// Files whose writes fail, with their errno (sysfs refusing a value).
     pub write_errors: BTreeMap<PathBuf, Errno>,
+    /// The IPv6 router and DHCPv6 server behind every interface.
+    pub net6: super::fake6::Net6,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -334,6 +336,35 @@ impl Sys for FakeSys {
         self.rec(format!("efivar_remove {name}"));
         lock(&self.files).remove(&dir.join(name));
         Ok(())
+    }
+
+    fn set_ipv6(&self, iface: &str, addr: std::net::Ipv6Addr, prefix_len: u8) -> Result<()> {
+        self.rec(format!("set_ipv6 {iface} {addr}/{prefix_len}"));
+        Ok(())
+    }
+
+    fn add_route6(
+        &self,
+        iface: &str,
+        dest: std::net::Ipv6Addr,
+        prefix_len: u8,
+        gateway: Option<std::net::Ipv6Addr>,
+    ) -> Result<()> {
+        let via = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+        self.rec(format!("add_route6 {iface} {dest}/{prefix_len}{via}"));
+        Ok(())
+    }
+
+    fn icmp6_socket(&self, iface: &str) -> Result<Box<dyn super::Datagram6>> {
+        self.rec(format!("icmp6_socket {iface}"));
+        let s = super::fake6::Socket::new("icmp6", &self.net6, self.calls.clone());
+        Ok(Box::new(s))
+    }
+
+    fn dhcp6_socket(&self, iface: &str) -> Result<Box<dyn super::Datagram6>> {
+        self.rec(format!("dhcp6_socket {iface}"));
+        let s = super::fake6::Socket::new("dhcp6", &self.net6, self.calls.clone());
+        Ok(Box::new(s))
     }
 }
 

@@ -8,10 +8,15 @@
 pub mod efivarfs;
 pub mod kexec;
 pub mod net;
+pub mod net6;
 pub mod rtc;
 
 #[cfg(test)]
 pub mod fake;
+#[cfg(test)]
+pub mod fake6;
+
+pub use net6::Datagram6;
 
 use std::ffi::CString;
 use std::fs::File;
@@ -173,6 +178,21 @@ pub trait Sys: Sync {
     fn add_vlan(&self, parent: &str, id: u16, name: &str) -> Result<()>;
     /// `finit_module` with module parameters (`netconsole=…`).
     fn load_module_params(&self, path: &Path, params: &str) -> Result<()>;
+    /// Give a link an IPv6 address (`SIOCSIFADDR`, `struct in6_ifreq`).
+    fn set_ipv6(&self, iface: &str, addr: std::net::Ipv6Addr, prefix_len: u8) -> Result<()>;
+    /// Route `dest/prefix_len` (IPv6) on `iface`, via `gateway` or on-link.
+    fn add_route6(
+        &self,
+        iface: &str,
+        dest: std::net::Ipv6Addr,
+        prefix_len: u8,
+        gateway: Option<std::net::Ipv6Addr>,
+    ) -> Result<()>;
+    /// A raw ICMPv6 socket on `iface`, hop limit 255 (router solicitations
+    /// and advertisements).
+    fn icmp6_socket(&self, iface: &str) -> Result<Box<dyn Datagram6>>;
+    /// A UDP socket on `[::]:546` of `iface` (the DHCPv6 client's).
+    fn dhcp6_socket(&self, iface: &str) -> Result<Box<dyn Datagram6>>;
 }
 
 /// The real kernel.
@@ -410,6 +430,28 @@ impl Sys for LinuxSys {
             Ok(()) | Err(Errno::EXIST) => Ok(()),
             Err(e) => Err(Error::errno(what(), e)),
         }
+    }
+
+    fn set_ipv6(&self, iface: &str, addr: std::net::Ipv6Addr, prefix_len: u8) -> Result<()> {
+        net6::set_ipv6(iface, addr, prefix_len)
+    }
+
+    fn add_route6(
+        &self,
+        iface: &str,
+        dest: std::net::Ipv6Addr,
+        prefix_len: u8,
+        gateway: Option<std::net::Ipv6Addr>,
+    ) -> Result<()> {
+        net6::add_route6(iface, dest, prefix_len, gateway)
+    }
+
+    fn icmp6_socket(&self, iface: &str) -> Result<Box<dyn Datagram6>> {
+        Ok(Box::new(net6::icmp6_socket(iface)?))
+    }
+
+    fn dhcp6_socket(&self, iface: &str) -> Result<Box<dyn Datagram6>> {
+        Ok(Box::new(net6::dhcp6_socket(iface)?))
     }
 }
 

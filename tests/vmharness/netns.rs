@@ -612,3 +612,162 @@ pub fn udp_socket_in(ns: &str, addr: &str) -> std::net::UdpSocket {
     .join()
     .expect("binding a UDP socket in the namespace")
 }
+
+/// dnsmasq for an IPv6-only LAN: router advertisements, DHCPv6 and DNS,
+/// no DHCPv4 range.
+pub fn dnsmasq_args_v6_only() -> Vec<String> {
+    dnsmasq_args()
+        .into_iter()
+        .filter(|a| a != "--dhcp-range=10.77.0.50,10.77.0.99,1h")
+        .collect()
+}
+
+/// dnsmasq answering DNS only: no DHCP of either family, no router
+/// advertisements (for static addresses).
+pub fn dnsmasq_args_dns_only() -> Vec<String> {
+    dnsmasq_args()
+        .into_iter()
+        .filter(|a| !a.starts_with("--dhcp-range=") && a != "--enable-ra")
+        .collect()
+}
+
+/// The registry as seen over IPv6.
+pub const REGISTRY6: &str = "[fd77::1]:5000";
+
+impl Lan {
+    /// Like [`Lan::start`], but dnsmasq runs with exactly `dnsmasq` (e.g.
+    /// [`dnsmasq_args_v6_only`]) and the registry listens on port 5000 of
+    /// every address in the namespace: 10.77.0.1 (for [`Lan::push`]) and
+    /// fd77::1 ([`REGISTRY6`]). A guest without IPv4 reaches it over IPv6 only.
+    pub fn start_with(dnsmasq: Vec<String>) -> Lan {
+        remove_stale();
+        let ns = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("wyrcan-lan-")
+            .tempdir()
+            .unwrap();
+        ip(&["netns", "add", &ns]);
+        let mut lan = Lan {
+            ns,
+            dir,
+            janitor: None,
+            dnsmasq: None,
+            registry: None,
+            taps: AtomicUsize::new(0),
+        };
+        lan.janitor = Some(lan.start_janitor());
+        let ns = lan.ns.clone();
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        ip(&["-n", &ns, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+        ip(&[
+            "-n",
+            &ns,
+            "-6",
+            "addr",
+            "add",
+            "fd77::1/64",
+            "dev",
+            "br0",
+            "nodad",
+        ]);
+        ip(&["-n", &ns, "link", "set", "br0", "up"]);
+        let mut args = dnsmasq;
+        args.push(format!(
+            "--dhcp-leasefile={}",
+            lan.dir.path().join("dnsmasq.leases").display()
+        ));
+        args.push("--log-facility=-".into());
+        eprintln!("lan {}: dnsmasq {}", lan.ns, args.join(" "));
+        let mut child = lan.spawn_in("dnsmasq", &args, "dnsmasq.log");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !lan.dnsmasq_log().contains("started, version") {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("dnsmasq exited ({status}):\n{}", lan.dnsmasq_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not start within 20 s:\n{}",
+                lan.dnsmasq_log()
+            );
+            sleep(Duration::from_millis(50));
+        }
+        // Its sockets are bound right after that line.
+        sleep(Duration::from_millis(300));
+        lan.dnsmasq = Some(child);
+        lan.registry = Some(lan.start_registry_on(":5000"));
+        lan
+    }
+
+    /// The registry listening on `addr` (checked through [`REGISTRY`], so
+    /// `addr` must cover 10.77.0.1:5000).
+    fn start_registry_on(&self, addr: &str) -> Child {
+        let data = self.dir.path().join("registry");
+        fs::create_dir(&data).unwrap();
+        let config = self.dir.path().join("registry.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\n\
+                 log:\n  level: warn\n  formatter: text\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: false\n  \
+                 cache:\n    blobdescriptor: inmemory\n\
+                 http:\n  addr: \"{addr}\"\n  secret: wyrcan-test-secret\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let mut child = self.spawn_in(
+            "docker-registry",
+            &["serve".into(), config.display().to_string()],
+            "registry.log",
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "docker-registry exited ({status}):\n{}",
+                    self.registry_log()
+                );
+            }
+            let (ok, _) = run_bounded(
+                Command::new("ip").args([
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "busybox",
+                    "wget",
+                    "-q",
+                    "-O",
+                    "/dev/null",
+                    &format!("http://{REGISTRY}/v2/"),
+                ]),
+                Duration::from_secs(5),
+            );
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry gave no answer on {REGISTRY} within 30 s:\n{}",
+                self.registry_log()
+            );
+            sleep(Duration::from_millis(100));
+        }
+        child
+    }
+}

@@ -5,6 +5,9 @@
 //! system — which reads the RTC again after kexec — has the right date.
 //! Every Wyrcan message also goes to a syslog listener in the namespace
 //! (`wyrcan.syslog=`), the ones logged before the network was up too.
+//! And a TLS registry (a test CA baked in with `customize --ca`) is refused
+//! while the clock says 2001 — with the clock error — and accepted once
+//! DHCP's NTP server set it.
 
 mod common;
 mod vmharness;
@@ -132,4 +135,168 @@ fn the_clock_from_dhcp_ntp_and_the_log_to_syslog() {
         text.contains("booting"),
         "the last line before kexec: {text}"
     );
+}
+
+/// A TLS `docker-registry` inside the namespace on 10.77.0.1:5443 whose
+/// certificate (from a fresh test CA) is valid from yesterday for a month:
+/// a machine whose clock says 2001 refuses it until the clock is set.
+struct TlsRegistry {
+    _child: InNs,
+    ca: std::path::PathBuf,
+}
+
+const TLS_REGISTRY: &str = "10.77.0.1:5443";
+
+fn tls_registry(lan: &Lan) -> TlsRegistry {
+    use rcgen::{
+        date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = |secs: i64| {
+        let c = wyrcan_core::booted::civil(secs);
+        date_time_ymd(c.year as i32, c.month as u8, c.day as u8)
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Wyrcan LAN test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.not_before = day(now - 86_400);
+    ca.not_after = day(now + 30 * 86_400);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec![HOST4.to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, HOST4);
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.not_before = day(now - 86_400);
+    leaf.not_after = day(now + 30 * 86_400);
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let dir = lan.dir().join("tls-registry");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {0}/data\n\
+             http:\n  addr: {TLS_REGISTRY}\n  tls:\n    certificate: {0}/cert.pem\n    key: {0}/key.pem\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let child = InNs(
+        Command::new("ip")
+            .args(["netns", "exec", lan.name(), "docker-registry", "serve"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry in the namespace"),
+    );
+    TlsRegistry {
+        _child: child,
+        ca: ca_path,
+    }
+}
+
+/// Copy `repo:tag` from the LAN's plain registry into the TLS one (inside
+/// the namespace; retried while the TLS registry starts, at most 60 s).
+fn copy_to_tls(lan: &Lan, repo: &str, tag: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", lan.name(), "skopeo", "copy", "--quiet"])
+            .args([
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--dest-no-creds",
+                "--src-no-creds",
+            ])
+            .arg(format!("docker://{REGISTRY}/{repo}:{tag}"))
+            .arg(format!("docker://{TLS_REGISTRY}/{repo}:{tag}"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "skopeo copy to the TLS registry: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Boot the TLS registry's image with the CA baked in, the RTC in 2001.
+fn tls_boot(lan: &Lan, tls: &TlsRegistry, name: &str) -> Vm {
+    let custom = lan.dir().join(format!("{name}.initrd"));
+    let base = artifact("wyrcan.initrd");
+    let out = common::wyrcan(&[
+        "customize",
+        "--initrd",
+        base.to_str().unwrap(),
+        "-o",
+        custom.to_str().unwrap(),
+        "--image",
+        &format!("{TLS_REGISTRY}/clock/os:v1"),
+        "--ca",
+        tls.ca.to_str().unwrap(),
+        "--arg",
+        "quiet",
+    ]);
+    common::assert_success(&out, "wyrcan customize --ca");
+    let cfg = VmConfig {
+        kernel: Some(artifact("wyrcan.kernel")),
+        initrd: Some(custom),
+        append: Some("console=ttyS0 panic=-1".into()),
+        extra_args: vec!["-rtc".into(), "base=2001-01-01T00:00:00".into()],
+        ..lan.vm_config("virtio-net-pci")
+    };
+    Vm::start(name, &cfg)
+}
+
+#[test]
+#[ignore = "VM test: needs out/ from scripts/build-bootenv; run by scripts/test"]
+fn a_tls_registry_needs_the_clock_and_ntp_fixes_it() {
+    // Without an NTP server: the certificate is "not valid yet" in 2001,
+    // and the console says what to do.
+    let lan = Lan::start(&[]);
+    lan.push(&bootable_showing_booted("tls-clock"), "clock/os", "v1");
+    let tls = tls_registry(&lan);
+    copy_to_tls(&lan, "clock/os", "v1");
+    let mut vm = tls_boot(&lan, &tls, "lan-tls-noclock");
+    let line = vm.boot_failed();
+    assert!(line.contains("not valid until"), "{line}");
+    assert!(line.contains("set the clock"), "{line}");
+    assert!(
+        vm.log().contains("before this Wyrcan was built"),
+        "the clock warning: {}",
+        vm.log()
+    );
+    drop(vm);
+    drop(tls);
+    drop(lan);
+
+    // With DHCP's NTP server answering: the same boot works.
+    let lan = Lan::start(&[format!("--dhcp-option=option:ntp-server,{HOST4}")]);
+    lan.push(&bootable_showing_booted("tls-clock"), "clock/os", "v1");
+    let _sntp = python_in(&lan, SNTP, &[HOST4]);
+    let tls = tls_registry(&lan);
+    copy_to_tls(&lan, "clock/os", "v1");
+    let mut vm = tls_boot(&lan, &tls, "lan-tls-clock");
+    vm.wait_for("clock: set to", BOOT);
+    vm.container("tls-clock");
 }

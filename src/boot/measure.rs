@@ -199,6 +199,18 @@ mod tests {
     }
 
     #[test]
+    fn a_tpm_that_errors_is_an_error_for_the_caller_to_weigh() {
+        let sys = FakeSys::with_cmdline(b"");
+        sys.put("/dev/tpmrm0", b"");
+        // The fake answers only PCR_Read and PCR_Extend of PCR 0..=23.
+        let plan = TpmPlan {
+            pcr: 24,
+            required: false,
+        };
+        assert!(measure(&sys, &plan, &record()).is_err());
+    }
+
+    #[test]
     fn without_a_tpm_it_goes_on_unless_required() {
         let sys = FakeSys::with_cmdline(b"");
         assert!(measure(&sys, &TpmPlan::default(), &record())

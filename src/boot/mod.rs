@@ -198,7 +198,16 @@ pub fn prepare(
     };
     let mut record = booted::record(&resolved, &facts, &kernel)?;
     if let Some(plan) = tpm {
-        record.tpm = measure::measure(sys, plan, &record)?;
+        record.tpm = match measure::measure(sys, plan, &record) {
+            Ok(m) => m,
+            // A TPM that errors is not a reason to leave a machine down,
+            // unless the operator said it is.
+            Err(e) if !plan.required => {
+                tracing::warn!("{e:#}: this boot is not measured");
+                None
+            }
+            Err(e) => return Err(e.context("wyrcan.tpm=required")),
+        };
     }
     let mut initrd = initrd;
     booted::append(&mut initrd, chosen, converted.etc, &record)?;

@@ -221,8 +221,24 @@ fn run_bounded(cmd: &mut Command, timeout: Duration) -> (bool, String) {
 
 impl Lan {
     /// Creates the namespace, the bridge, dnsmasq ([`dnsmasq_args`] then
-    /// `extra`, e.g. TFTP and boot options) and the registry.
+    /// `extra`, e.g. TFTP and boot options) and the registry on [`REGISTRY`].
     pub fn start(extra: &[String]) -> Lan {
+        let mut args = dnsmasq_args();
+        args.extend(extra.iter().cloned());
+        Lan::create(args, REGISTRY)
+    }
+
+    /// Like [`Lan::start`], but dnsmasq runs with exactly `dnsmasq` (e.g.
+    /// [`dnsmasq_args_v6_only`]) and the registry listens on port 5000 of
+    /// every address in the namespace: 10.77.0.1 (for [`Lan::push`]) and
+    /// fd77::1 ([`REGISTRY6`]). A guest without IPv4 reaches it over IPv6 only.
+    pub fn start_with(dnsmasq: Vec<String>) -> Lan {
+        Lan::create(dnsmasq, ":5000")
+    }
+
+    /// The namespace, the bridge, dnsmasq with `dnsmasq` and the registry
+    /// listening on `registry_addr` (which must cover [`REGISTRY`]).
+    fn create(dnsmasq: Vec<String>, registry_addr: &str) -> Lan {
         remove_stale();
         let ns = format!(
             "{PREFIX}{}-{}",
@@ -270,8 +286,8 @@ impl Lan {
             "nodad",
         ]);
         ip(&["-n", &ns, "link", "set", "br0", "up"]);
-        lan.dnsmasq = Some(lan.start_dnsmasq(extra));
-        lan.registry = Some(lan.start_registry());
+        lan.dnsmasq = Some(lan.start_dnsmasq(dnsmasq));
+        lan.registry = Some(lan.start_registry(registry_addr));
         lan
     }
 
@@ -325,9 +341,8 @@ impl Lan {
             .unwrap_or_else(|e| panic!("starting {program} in {}: {e}", self.ns))
     }
 
-    fn start_dnsmasq(&self, extra: &[String]) -> Child {
-        let mut args = dnsmasq_args();
-        args.extend(extra.iter().cloned());
+    fn start_dnsmasq(&self, dnsmasq: Vec<String>) -> Child {
+        let mut args = dnsmasq;
         args.push(format!(
             "--dhcp-leasefile={}",
             self.dir.path().join("dnsmasq.leases").display()
@@ -335,16 +350,21 @@ impl Lan {
         // Log to stderr (the log file) only, not to the host's syslog.
         args.push("--log-facility=-".into());
         eprintln!("lan {}: dnsmasq {}", self.ns, args.join(" "));
+        // With DHCP, its sockets are bound when it says so; a DNS-only
+        // dnsmasq says only that it started (its sockets follow at once).
+        let dhcp = args.iter().any(|a| a.starts_with("--dhcp-range="));
         let mut child = self.spawn_in("dnsmasq", &args, "dnsmasq.log");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("dnsmasq exited ({status}):\n{}", self.dnsmasq_log());
             }
-            if self
-                .dnsmasq_log()
-                .contains("DHCP, sockets bound exclusively")
-            {
+            let log = self.dnsmasq_log();
+            if log.contains("DHCP, sockets bound exclusively") {
+                break;
+            }
+            if !dhcp && log.contains("started, version") {
+                sleep(Duration::from_millis(300));
                 break;
             }
             assert!(
@@ -357,7 +377,7 @@ impl Lan {
         child
     }
 
-    fn start_registry(&self) -> Child {
+    fn start_registry(&self, addr: &str) -> Child {
         let data = self.dir.path().join("registry");
         fs::create_dir(&data).unwrap();
         let config = self.dir.path().join("registry.yml");
@@ -368,7 +388,7 @@ impl Lan {
                  log:\n  level: warn\n  formatter: text\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: false\n  \
                  cache:\n    blobdescriptor: inmemory\n\
-                 http:\n  addr: {REGISTRY}\n  secret: wyrcan-test-secret\n",
+                 http:\n  addr: \"{addr}\"\n  secret: wyrcan-test-secret\n",
                 data.display()
             ),
         )
@@ -633,141 +653,3 @@ pub fn dnsmasq_args_dns_only() -> Vec<String> {
 
 /// The registry as seen over IPv6.
 pub const REGISTRY6: &str = "[fd77::1]:5000";
-
-impl Lan {
-    /// Like [`Lan::start`], but dnsmasq runs with exactly `dnsmasq` (e.g.
-    /// [`dnsmasq_args_v6_only`]) and the registry listens on port 5000 of
-    /// every address in the namespace: 10.77.0.1 (for [`Lan::push`]) and
-    /// fd77::1 ([`REGISTRY6`]). A guest without IPv4 reaches it over IPv6 only.
-    pub fn start_with(dnsmasq: Vec<String>) -> Lan {
-        remove_stale();
-        let ns = format!(
-            "{PREFIX}{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("wyrcan-lan-")
-            .tempdir()
-            .unwrap();
-        ip(&["netns", "add", &ns]);
-        let mut lan = Lan {
-            ns,
-            dir,
-            janitor: None,
-            dnsmasq: None,
-            registry: None,
-            taps: AtomicUsize::new(0),
-        };
-        lan.janitor = Some(lan.start_janitor());
-        let ns = lan.ns.clone();
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "forward_delay",
-            "0",
-        ]);
-        ip(&["-n", &ns, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
-        ip(&[
-            "-n",
-            &ns,
-            "-6",
-            "addr",
-            "add",
-            "fd77::1/64",
-            "dev",
-            "br0",
-            "nodad",
-        ]);
-        ip(&["-n", &ns, "link", "set", "br0", "up"]);
-        let mut args = dnsmasq;
-        args.push(format!(
-            "--dhcp-leasefile={}",
-            lan.dir.path().join("dnsmasq.leases").display()
-        ));
-        args.push("--log-facility=-".into());
-        eprintln!("lan {}: dnsmasq {}", lan.ns, args.join(" "));
-        let mut child = lan.spawn_in("dnsmasq", &args, "dnsmasq.log");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !lan.dnsmasq_log().contains("started, version") {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("dnsmasq exited ({status}):\n{}", lan.dnsmasq_log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dnsmasq did not start within 20 s:\n{}",
-                lan.dnsmasq_log()
-            );
-            sleep(Duration::from_millis(50));
-        }
-        // Its sockets are bound right after that line.
-        sleep(Duration::from_millis(300));
-        lan.dnsmasq = Some(child);
-        lan.registry = Some(lan.start_registry_on(":5000"));
-        lan
-    }
-
-    /// The registry listening on `addr` (checked through [`REGISTRY`], so
-    /// `addr` must cover 10.77.0.1:5000).
-    fn start_registry_on(&self, addr: &str) -> Child {
-        let data = self.dir.path().join("registry");
-        fs::create_dir(&data).unwrap();
-        let config = self.dir.path().join("registry.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: warn\n  formatter: text\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: false\n  \
-                 cache:\n    blobdescriptor: inmemory\n\
-                 http:\n  addr: \"{addr}\"\n  secret: wyrcan-test-secret\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let mut child = self.spawn_in(
-            "docker-registry",
-            &["serve".into(), config.display().to_string()],
-            "registry.log",
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "docker-registry exited ({status}):\n{}",
-                    self.registry_log()
-                );
-            }
-            let (ok, _) = run_bounded(
-                Command::new("ip").args([
-                    "netns",
-                    "exec",
-                    &self.ns,
-                    "busybox",
-                    "wget",
-                    "-q",
-                    "-O",
-                    "/dev/null",
-                    &format!("http://{REGISTRY}/v2/"),
-                ]),
-                Duration::from_secs(5),
-            );
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry gave no answer on {REGISTRY} within 30 s:\n{}",
-                self.registry_log()
-            );
-            sleep(Duration::from_millis(100));
-        }
-        child
-    }
-}

@@ -22,8 +22,8 @@ use std::time::Duration;
 use common::cosign::{payload, policy, push_signatures, sign_and_push, Signer};
 use common::image::push;
 use common::registry::Registry;
-use common::{assert_success, wyrcan};
 use sha2::{Digest as _, Sha256};
+use vmharness::media::customize;
 use vmharness::tpm::Swtpm;
 use vmharness::{artifact, bootable_showing_booted, Net, Vm, VmConfig, BOOT, GUEST_REGISTRY};
 use wyrcan_core::digest::Digest;
@@ -45,25 +45,30 @@ fn setup(dir: &Path, mark: &str, signer: &Signer, sign: bool) -> (Registry, std:
         &[&signer.public],
         None,
     );
-    let custom = dir.join("custom.initrd");
-    let base = artifact("wyrcan.initrd");
-    let out = wyrcan(&[
-        "customize",
-        "--initrd",
-        base.to_str().unwrap(),
-        "-o",
-        custom.to_str().unwrap(),
-        "--image",
-        &image,
-        "--insecure",
-        GUEST_REGISTRY,
-        "--policy",
-        p.to_str().unwrap(),
-        "--arg",
-        "quiet",
-    ]);
-    assert_success(&out, "wyrcan customize --policy");
+    let custom = with_policy(dir, &image, &p);
     (registry, custom)
+}
+
+/// Wyrcan's initrd customized to boot `image` (insecure registry) under
+/// the policy file `policy`, written into `dir`.
+fn with_policy(dir: &Path, image: &str, policy: &Path) -> std::path::PathBuf {
+    let custom = dir.join("custom.initrd");
+    customize(
+        "--initrd",
+        &artifact("wyrcan.initrd"),
+        &custom,
+        &[
+            "--image",
+            image,
+            "--insecure",
+            GUEST_REGISTRY,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--arg",
+            "quiet",
+        ],
+    );
+    custom
 }
 
 fn vm(name: &str, registry: &Registry, initrd: &Path, cmdline: &str, tpm: Option<&Swtpm>) -> Vm {
@@ -210,24 +215,7 @@ fn case(
     let digest = push(&registry, repo, "v1", &bootable_showing_booted(name));
     sign(&registry, &image, &digest);
     let p = policy(dir.path());
-    let custom = dir.path().join("custom.initrd");
-    let base = artifact("wyrcan.initrd");
-    let out = wyrcan(&[
-        "customize",
-        "--initrd",
-        base.to_str().unwrap(),
-        "-o",
-        custom.to_str().unwrap(),
-        "--image",
-        &image,
-        "--insecure",
-        GUEST_REGISTRY,
-        "--policy",
-        p.to_str().unwrap(),
-        "--arg",
-        "quiet",
-    ]);
-    assert_success(&out, "wyrcan customize --policy");
+    let custom = with_policy(dir.path(), &image, &p);
     let mut vm = vm(name, &registry, &custom, "", None);
     match expect {
         Expect::Boots(requirement) => {

@@ -241,25 +241,7 @@ impl Endpoint {
     pub fn head_manifest(&self, tag: &str) -> anyhow::Result<Option<Digest>> {
         let what = || format!("resolving {}", self.image_at(tag));
         self.retrying(what, || {
-            let url = self.api_url(&format!("manifests/{tag}"))?;
-            let deadline = self.limits.fixed();
-            let sent = self.send_with(
-                true,
-                &url,
-                &[("Accept", MANIFEST_ACCEPT.to_string())],
-                Auth::Registry,
-                &deadline,
-            )?;
-            match sent.resp.status().as_u16() {
-                200 => {}
-                404 => {
-                    return Err(Failure::fatal(RegistryError::ManifestNotFound {
-                        image: self.image_at(tag),
-                        registry: self.registry.clone(),
-                    }))
-                }
-                _ => return Err(self.status_failure(&sent)),
-            }
+            let (sent, _) = self.request_document(true, "manifests", tag)?;
             Ok(sent
                 .resp
                 .headers()
@@ -287,6 +269,35 @@ impl Endpoint {
         }
     }
 
+    /// GET (or HEAD) `/v2/<repo>/<endpoint>/<reference>` with `Accept:
+    /// MANIFEST_ACCEPT`, under a fixed deadline (returned, for reading the
+    /// body): a 404 is [`RegistryError::ManifestNotFound`], any status but
+    /// 200 a failure.
+    fn request_document(
+        &self,
+        head: bool,
+        endpoint: &str,
+        reference: &str,
+    ) -> Result<(Sent, Deadline), Failure> {
+        let url = self.api_url(&format!("{endpoint}/{reference}"))?;
+        let deadline = self.limits.fixed();
+        let sent = self.send_with(
+            head,
+            &url,
+            &[("Accept", MANIFEST_ACCEPT.to_string())],
+            Auth::Registry,
+            &deadline,
+        )?;
+        match sent.resp.status().as_u16() {
+            200 => Ok((sent, deadline)),
+            404 => Err(Failure::fatal(RegistryError::ManifestNotFound {
+                image: self.image_at(reference),
+                registry: self.registry.clone(),
+            })),
+            _ => Err(self.status_failure(&sent)),
+        }
+    }
+
     fn fetch_document(
         &self,
         endpoint: &str,
@@ -298,24 +309,7 @@ impl Endpoint {
             _ => format!("fetching the {endpoint} of {}", self.image_at(reference)),
         };
         self.retrying(what, || {
-            let url = self.api_url(&format!("{endpoint}/{reference}"))?;
-            let deadline = self.limits.fixed();
-            let sent = self.send(
-                &url,
-                &[("Accept", MANIFEST_ACCEPT.to_string())],
-                Auth::Registry,
-                &deadline,
-            )?;
-            match sent.resp.status().as_u16() {
-                200 => {}
-                404 => {
-                    return Err(Failure::fatal(RegistryError::ManifestNotFound {
-                        image: self.image_at(reference),
-                        registry: self.registry.clone(),
-                    }))
-                }
-                _ => return Err(self.status_failure(&sent)),
-            }
+            let (sent, deadline) = self.request_document(false, endpoint, reference)?;
             let header = |name: &str| {
                 sent.resp
                     .headers()

@@ -44,15 +44,41 @@ impl Case {
     }
 
     fn inspect(&self, reference: &str, policy: &Path) -> std::process::Output {
-        wyrcan(&[
-            "inspect",
+        self.run("inspect", reference, policy, &["--no-kernel"])
+    }
+
+    /// `wyrcan CMD REFERENCE --insecure HOST --policy POLICY EXTRA…`.
+    fn run(
+        &self,
+        cmd: &str,
+        reference: &str,
+        policy: &Path,
+        extra: &[&str],
+    ) -> std::process::Output {
+        let mut args = vec![
+            cmd,
             reference,
             "--insecure",
             &self.host,
             "--policy",
             policy.to_str().unwrap(),
-            "--no-kernel",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        wyrcan(&args)
+    }
+
+    /// `wyrcan morph` of `reference` under `policy` into `outputs`.
+    fn morph(
+        &self,
+        reference: &str,
+        policy: &Path,
+        outputs: &Outputs,
+        extra: &[&str],
+    ) -> std::process::Output {
+        let out = outputs.args();
+        let mut args: Vec<&str> = out.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        self.run("morph", reference, policy, &args)
     }
 
     /// The layer digests of the image pushed as `reference`.
@@ -76,15 +102,7 @@ fn signed_image_is_accepted_and_the_verdict_names_rule_key_and_identity() {
     let scope = format!("{}/trust/os", c.host);
     let p = policy(c.dir.path(), "reject", &scope, &[&signer.public], None);
 
-    let out = wyrcan(&[
-        "inspect",
-        &reference,
-        "--insecure",
-        &c.host,
-        "--policy",
-        p.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = c.run("inspect", &reference, &p, &["--json"]);
     assert_success(&out, "inspect of a signed image");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["digest"], digest.to_string());
@@ -100,12 +118,7 @@ fn signed_image_is_accepted_and_the_verdict_names_rule_key_and_identity() {
 
     // morph with the policy: the verdict is in booted.json.
     let outputs = Outputs::new();
-    let mut args = vec!["morph".to_string(), reference.clone()];
-    args.extend(outputs.args());
-    args.extend(["--insecure".into(), c.host.clone()]);
-    args.extend(["--policy".into(), p.to_str().unwrap().into()]);
-    args.extend(["--compression".into(), "none".into()]);
-    let out = wyrcan(&args);
+    let out = c.morph(&reference, &p, &outputs, &["--compression", "none"]);
     assert_success(&out, "morph of a signed image");
     let initrd = std::fs::read(outputs.initrd()).unwrap();
     let text = String::from_utf8_lossy(&initrd);
@@ -125,11 +138,10 @@ fn rejected(c: &Case, reference: &str, p: &Path, reason: &str) {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("REJECTED"), "the report says so: {report}");
     let outputs = Outputs::new();
-    let mut args = vec!["morph".to_string(), reference.to_string()];
-    args.extend(outputs.args());
-    args.extend(["--insecure".into(), c.host.clone()]);
-    args.extend(["--policy".into(), p.to_str().unwrap().into()]);
-    let err = assert_failure(&wyrcan(&args), "morph under a policy that rejects");
+    let err = assert_failure(
+        &c.morph(reference, p, &outputs, &[]),
+        "morph under a policy that rejects",
+    );
     assert_mentions(&err, reason, "the reason");
     outputs.assert_nothing_left();
     let log = c.registry.log();
@@ -243,16 +255,7 @@ fn a_signature_stored_as_an_oci_referrer_is_found_through_the_fallback_tag() {
     push_referrer_signature(&c.registry, "ref/os", &digest, size, pl, sig);
     let scope = format!("{}/ref", c.host);
     let p = policy(c.dir.path(), "reject", &scope, &[&signer.public], None);
-    let out = wyrcan(&[
-        "inspect",
-        &reference,
-        "--insecure",
-        &c.host,
-        "--policy",
-        p.to_str().unwrap(),
-        "--json",
-        "--no-kernel",
-    ]);
+    let out = c.run("inspect", &reference, &p, &["--json", "--no-kernel"]);
     assert_success(&out, "a referrer signature");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let source = r["policy"]["verdict"]["signature"].as_str().unwrap();

@@ -199,6 +199,17 @@ pub trait Sys: Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LinuxSys;
 
+/// A UDP socket on an ephemeral port of `to`'s family, connected to `to`.
+fn udp_connected(to: std::net::SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let bind: std::net::SocketAddr = match to {
+        std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = std::net::UdpSocket::bind(bind)?;
+    sock.connect(to)?;
+    Ok(sock)
+}
+
 impl Sys for LinuxSys {
     fn mount(&self, source: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<()> {
         let what = || format!("mounting {fstype} {source} on {target}");
@@ -353,12 +364,7 @@ impl Sys for LinuxSys {
         data: &[u8],
         timeout: Duration,
     ) -> io::Result<Option<Vec<u8>>> {
-        let bind: std::net::SocketAddr = match to {
-            std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let sock = std::net::UdpSocket::bind(bind)?;
-        sock.connect(to)?;
+        let sock = udp_connected(to)?;
         sock.send(data)?;
         sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         let mut buf = vec![0u8; 2048];
@@ -382,13 +388,7 @@ impl Sys for LinuxSys {
     }
 
     fn udp_sender(&self, to: std::net::SocketAddr) -> io::Result<Box<dyn UdpOut>> {
-        let bind: std::net::SocketAddr = match to {
-            std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let sock = std::net::UdpSocket::bind(bind)?;
-        sock.connect(to)?;
-        Ok(Box::new(sock))
+        Ok(Box::new(udp_connected(to)?))
     }
 
     fn tpm_transact(&self, dev: &Path, command: &[u8]) -> io::Result<Vec<u8>> {

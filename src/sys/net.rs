@@ -25,7 +25,7 @@ fn ctl_socket() -> io::Result<OwnedFd> {
     )?)
 }
 
-fn ifreq(iface: &str) -> Result<libc::ifreq> {
+pub(super) fn ifreq(iface: &str) -> Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { mem::zeroed() };
     let name = iface.as_bytes();
@@ -56,6 +56,49 @@ fn ioctl(
             format!("{what} on {iface}"),
             io::Error::last_os_error(),
         ));
+    }
+    Ok(())
+}
+
+/// An ioctl on `fd` whose argument is `arg`, for which `EEXIST` (the
+/// address or route is there already) is success; other errors say `what`.
+/// Shared by the IPv4 routes here and the IPv6 address and routes of
+/// `net6`, whose argument structs differ.
+pub(super) fn ioctl_unless_exists<T>(
+    fd: &OwnedFd,
+    op: libc::c_ulong,
+    arg: &mut T,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    // SAFETY: every caller passes the argument struct its `op` reads
+    // (rtentry, in6_rtmsg, in6_ifreq), valid and alive across the call;
+    // these requests only read it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), op as _, arg as *mut T) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            return Ok(());
+        }
+        return Err(Error::io(what(), e));
+    }
+    Ok(())
+}
+
+/// `SO_BINDTODEVICE`: the socket sends and receives on `iface` only.
+pub(super) fn bind_to_device(fd: &OwnedFd, iface: &str) -> io::Result<()> {
+    // SAFETY: `iface` points to `iface.len()` readable bytes for the
+    // call's duration; the kernel copies them.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            iface.as_ptr() as *const libc::c_void,
+            iface.len() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -150,28 +193,12 @@ pub fn add_route(
         flags |= libc::RTF_HOST;
     }
     rt.rt_flags = flags as libc::c_ushort;
+    // `dev`, which rt points to, lives until the end of this function.
     rt.rt_dev = dev.as_ptr() as *mut libc::c_char;
-    // SAFETY: rt and the device name it points to live across the call;
-    // SIOCADDRT only reads them.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::SIOCADDRT as _,
-            &mut rt as *mut libc::rtentry,
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EEXIST) {
-            return Ok(());
-        }
+    ioctl_unless_exists(&fd, libc::SIOCADDRT as _, &mut rt, || {
         let via = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-        return Err(Error::io(
-            format!("adding a route to {dest}/{prefix_len}{via} on {iface}"),
-            e,
-        ));
-    }
-    Ok(())
+        format!("adding a route to {dest}/{prefix_len}{via} on {iface}")
+    })
 }
 
 /// Set the MTU.
@@ -197,20 +224,7 @@ pub fn dhcp_socket(iface: &str) -> Result<UdpSocket> {
         .map_err(|e| fail("SO_REUSEADDR", e.into()))?;
     rustix::net::sockopt::set_socket_broadcast(&fd, true)
         .map_err(|e| fail("SO_BROADCAST", e.into()))?;
-    // SAFETY: `iface` points to `iface.len()` readable bytes for the
-    // call's duration; the kernel copies them.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            iface.as_ptr() as *const libc::c_void,
-            iface.len() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(fail("SO_BINDTODEVICE", io::Error::last_os_error()));
-    }
+    bind_to_device(&fd, iface).map_err(|e| fail("SO_BINDTODEVICE", e))?;
     rustix::net::bind(&fd, &SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68))
         .map_err(|e| fail("binding UDP port 68", e.into()))?;
     Ok(UdpSocket::from(fd))

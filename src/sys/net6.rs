@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
+use super::net::{self, bind_to_device};
 use super::{Error, Result};
 
 /// A socket bound to one interface for IPv6 link traffic (router
@@ -52,18 +53,7 @@ fn in6_addr(a: Ipv6Addr) -> libc::in6_addr {
 /// `if_nametoindex(3)` through `SIOCGIFINDEX`.
 pub fn if_index(iface: &str) -> Result<i32> {
     let fd = ctl_socket6()?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { mem::zeroed() };
-    let name = iface.as_bytes();
-    if name.is_empty() || name.len() >= req.ifr_name.len() {
-        return Err(Error::io(
-            format!("bad interface name {iface:?}"),
-            io::ErrorKind::InvalidInput.into(),
-        ));
-    }
-    for (d, s) in req.ifr_name.iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
+    let mut req = net::ifreq(iface)?;
     // SAFETY: `req` is a valid ifreq that lives across the call; SIOCGIFINDEX
     // writes only its ifindex member.
     let rc = unsafe {
@@ -92,26 +82,9 @@ pub fn set_ipv6(iface: &str, addr: Ipv6Addr, prefix_len: u8) -> Result<()> {
         ifr6_prefixlen: u32::from(prefix_len.min(128)),
         ifr6_ifindex: if_index(iface)?,
     };
-    // SAFETY: `req` is a valid in6_ifreq that lives across the call;
-    // SIOCSIFADDR on an AF_INET6 socket only reads it.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::SIOCSIFADDR as _,
-            &mut req as *mut libc::in6_ifreq,
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EEXIST) {
-            return Ok(());
-        }
-        return Err(Error::io(
-            format!("adding {addr}/{prefix_len} to {iface}"),
-            e,
-        ));
-    }
-    Ok(())
+    net::ioctl_unless_exists(&fd, libc::SIOCSIFADDR as _, &mut req, || {
+        format!("adding {addr}/{prefix_len} to {iface}")
+    })
 }
 
 /// `struct in6_rtmsg` of `<linux/ipv6_route.h>` (libc's has private fields).
@@ -158,45 +131,10 @@ pub fn add_route6(
         flags,
         ifindex: if_index(iface)?,
     };
-    // SAFETY: `rt` is a valid in6_rtmsg that lives across the call;
-    // SIOCADDRT on an AF_INET6 socket only reads it.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::SIOCADDRT as _,
-            &mut rt as *mut In6Rtmsg,
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EEXIST) {
-            return Ok(());
-        }
+    net::ioctl_unless_exists(&fd, libc::SIOCADDRT as _, &mut rt, || {
         let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
-        return Err(Error::io(
-            format!("adding a route to {dest}/{prefix_len}{via} on {iface}"),
-            e,
-        ));
-    }
-    Ok(())
-}
-
-fn bind_to_device(fd: &OwnedFd, iface: &str) -> io::Result<()> {
-    // SAFETY: `iface` points to `iface.len()` readable bytes for the
-    // call's duration; the kernel copies them.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            iface.as_ptr() as *const libc::c_void,
-            iface.len() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+        format!("adding a route to {dest}/{prefix_len}{via} on {iface}")
+    })
 }
 
 fn set_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {

@@ -17,6 +17,9 @@ dhcp6: server messages; the target also re-addresses each to its client
 exchange. The first two are the Advertise and Reply of systemd's DHCPv6
 client test (test-dhcp6-client.c).
 ra: router advertisements, the first the one systemd's NDisc test sends.
+squashfs: writer calls, one op byte then a path, a meta and the op's
+arguments (see fuzz_targets/squashfs.rs); a tree of each kind of entry and
+a file written block by block.
 payload: not written here (its seeds are signed): see gen-payload.sh.
 """
 
@@ -262,6 +265,25 @@ def ra_seeds():
     yield "solicitation", bytes([133, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 0, 0, 0, 0, 1])
 
 
+def squashfs_seeds():
+    meta = bytes([0x75, 5, 0, 0, 3])
+    def path(*comps):
+        return bytes([len(comps) - 1, *comps])
+    tree = bytes([0])                                   # 4 KiB blocks
+    tree += bytes([1]) + path(0) + meta                 # the root's meta
+    tree += bytes([0]) + path(0) + meta                 # dir a
+    tree += bytes([4]) + path(0, 1) + meta + bytes([60, 3, 200]) + path(2)  # a/b, 5.8 KiB
+    tree += bytes([0x84]) + path(0, 2) + meta + bytes([1, 1, 9]) + path(0, 3)  # a/c = a/d, zeros
+    tree += bytes([2]) + path(1) + meta + path(0, 1)    # symlink b -> a/b
+    tree += bytes([3]) + path(2) + meta + bytes([1])    # char device c
+    tree += bytes([3]) + path(3) + meta + bytes([0])    # fifo d
+    yield "tree", tree
+    blocks = bytes([1])                                 # 8 KiB blocks
+    blocks += bytes([5]) + path(0) + meta + bytes([4, 0, 1, 6, 5])
+    blocks += bytes([5]) + path(1) + meta + bytes([2, 5, 0])
+    yield "blocks", blocks
+
+
 def write(sub, seeds):
     os.makedirs(os.path.join(HERE, sub), exist_ok=True)
     for name, data in seeds:
@@ -275,3 +297,4 @@ if __name__ == "__main__":
     write("tpm", tpm_seeds())
     write("dhcp6", dhcp6_seeds())
     write("ra", ra_seeds())
+    write("squashfs", squashfs_seeds())

@@ -16,13 +16,6 @@ const T_FIFO: u16 = 6;
 const T_LDIR: u16 = 8;
 const T_LREG: u16 = 9;
 
-const S_IFIFO: u16 = 0o010000;
-const S_IFCHR: u16 = 0o020000;
-const S_IFDIR: u16 = 0o040000;
-const S_IFBLK: u16 = 0o060000;
-const S_IFREG: u16 = 0o100000;
-const S_IFLNK: u16 = 0o120000;
-
 const NO_FRAGMENT: u32 = u32::MAX;
 const NO_XATTR: u32 = u32::MAX;
 /// Entries one directory header may announce (its count is stored - 1).
@@ -60,9 +53,12 @@ impl Buf {
         self.0.extend_from_slice(&v.to_le_bytes());
         self
     }
-    fn header(&mut self, ty: u16, ifmt: u16, attr: &Attr, ino: u32) -> &mut Self {
+    /// The mode holds permission bits only, like mksquashfs writes it:
+    /// the type is the inode's, and Linux 6.18 refuses an inode whose mode
+    /// carries type bits.
+    fn header(&mut self, ty: u16, attr: &Attr, ino: u32) -> &mut Self {
         self.u16(ty)
-            .u16(ifmt | attr.perm)
+            .u16(attr.perm)
             .u16(attr.uid)
             .u16(attr.gid)
             .u32(attr.mtime)
@@ -187,21 +183,17 @@ pub(super) fn write_tables<W: Write + Seek>(w: &mut Writer<W>) -> io::Result<Sup
                     continue;
                 }
                 Kind::Symlink(target) => {
-                    buf.header(T_SYMLINK, S_IFLNK, &node.attr, n)
+                    buf.header(T_SYMLINK, &node.attr, n)
                         .u32(1)
                         .u32(target.len() as u32);
                     buf.0.extend_from_slice(target);
                 }
                 Kind::Dev { block, rdev } => {
-                    let (ty, ifmt) = if *block {
-                        (T_BLKDEV, S_IFBLK)
-                    } else {
-                        (T_CHRDEV, S_IFCHR)
-                    };
-                    buf.header(ty, ifmt, &node.attr, n).u32(1).u32(*rdev);
+                    let ty = if *block { T_BLKDEV } else { T_CHRDEV };
+                    buf.header(ty, &node.attr, n).u32(1).u32(*rdev);
                 }
                 Kind::Fifo => {
-                    buf.header(T_FIFO, S_IFIFO, &node.attr, n).u32(1);
+                    buf.header(T_FIFO, &node.attr, n).u32(1);
                 }
             }
             refs[child as usize] = put_inode(&mut itab, &buf, c, scratch, out, pos)?;
@@ -229,7 +221,7 @@ pub(super) fn write_tables<W: Write + Seek>(w: &mut Writer<W>) -> io::Result<Sup
         let file_size = size + 3;
         buf.0.clear();
         if let Ok(small) = u16::try_from(file_size) {
-            buf.header(T_DIR, S_IFDIR, &node.attr, ino[d as usize])
+            buf.header(T_DIR, &node.attr, ino[d as usize])
                 .u32(lblock)
                 .u32(2 + subdirs)
                 .u16(small)
@@ -237,7 +229,7 @@ pub(super) fn write_tables<W: Write + Seek>(w: &mut Writer<W>) -> io::Result<Sup
                 .u32(parent);
         } else {
             let file_size = u32::try_from(file_size).map_err(|_| too_big("directory listing"))?;
-            buf.header(T_LDIR, S_IFDIR, &node.attr, ino[d as usize])
+            buf.header(T_LDIR, &node.attr, ino[d as usize])
                 .u32(2 + subdirs)
                 .u32(file_size)
                 .u32(lblock)
@@ -321,14 +313,14 @@ fn file_inode(buf: &mut Buf, attr: &Attr, n: u32, file: &FileInode) {
     let basic = file.nlink == 1 && d.sparse == 0;
     match (basic, u32::try_from(start), u32::try_from(d.size)) {
         (true, Ok(start), Ok(size)) => {
-            buf.header(T_REG, S_IFREG, attr, n)
+            buf.header(T_REG, attr, n)
                 .u32(start)
                 .u32(frag)
                 .u32(frag_offset)
                 .u32(size);
         }
         _ => {
-            buf.header(T_LREG, S_IFREG, attr, n)
+            buf.header(T_LREG, attr, n)
                 .u64(start)
                 .u64(d.size)
                 .u64(d.sparse)

@@ -330,7 +330,7 @@ fn superblock_of_an_empty_image() {
     assert!(sb.bytes_used <= img.img.len() as u64);
     let root = img.inode(sb.root_inode);
     assert_eq!(root.ty, 1);
-    assert_eq!(root.mode, 0o040755);
+    assert_eq!(root.mode, 0o755);
     // nlink 2, listing size 3, parent = inodes + 1.
     assert_eq!(&root.fields[1..3], &[2, 3]);
     assert_eq!(root.fields[4], 2);
@@ -724,10 +724,10 @@ fn devices_modes_and_mtimes() {
         (300 << 8) | (70_000 & 0xff) | ((70_000 & !0xff) << 12)
     );
     assert_eq!(get("wide").mtime, u32::MAX);
-    assert_eq!((get("sda").ty, get("sda").mode), (4, 0o060660));
-    assert_eq!((get("fifo").ty, get("fifo").mode), (6, 0o010644));
-    assert_eq!(get("tmp").mode, 0o041777);
-    assert_eq!(get("su").mode, 0o100644);
+    assert_eq!((get("sda").ty, get("sda").mode), (4, 0o660));
+    assert_eq!((get("fifo").ty, get("fifo").mode), (6, 0o644));
+    assert_eq!(get("tmp").mode, 0o1777);
+    assert_eq!(get("su").mode, 0o644);
 }
 
 #[test]

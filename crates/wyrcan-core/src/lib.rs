@@ -23,6 +23,7 @@ pub mod signatures;
 pub mod site;
 pub mod site_area;
 pub mod sntp;
+pub mod stage2;
 pub mod syslog;
 pub mod tar;
 pub mod tree;

@@ -323,6 +323,59 @@ mod tests {
         remove_tree_same_dev(&top).unwrap();
     }
 
+    const CHILD: &str = "WYRCAN_TEST_SWITCH_ROOT";
+
+    /// switch_root for real, in a mount namespace of its own: this test
+    /// binary runs itself under `unshare --mount` as the one to switch.
+    #[test]
+    fn switch_root_execs_init_in_the_new_root() {
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let new = Path::new(&dir).join("new");
+            mkdir(&new).unwrap();
+            rustix::mount::mount(
+                "tmpfs",
+                &new,
+                "tmpfs",
+                rustix::mount::MountFlags::empty(),
+                None,
+            )
+            .unwrap();
+            mkdir(&new.join("bin")).unwrap();
+            fs::copy("/usr/bin/busybox", new.join("bin/busybox")).unwrap();
+            let args: Vec<OsString> = ["sh", "-c", "echo \"switched $WHO $0\"; ls /"]
+                .map(OsString::from)
+                .to_vec();
+            panic!("{}", switch_root(&new, Path::new("/bin/busybox"), &args));
+        }
+        let can = rustix::process::geteuid().is_root()
+            && Path::new("/usr/bin/unshare").exists()
+            && Path::new("/usr/bin/busybox").exists();
+        if !can {
+            eprintln!("skipped: needs root, unshare and a static busybox");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sys::root::tests::switch_root_execs_init_in_the_new_root",
+            ])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD, dir.path())
+            .env("WHO", "pid-one")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // The environment and arguments carried over; `/` is the new root.
+        assert!(
+            stdout.ends_with("switched pid-one sh\nbin\n"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The real calls on this host, when it has loop devices, squashfs
     /// and mksquashfs, and we may mount: attach read-only, mount, read,
     /// and a mount below a removed tree survives.

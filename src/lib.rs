@@ -2,10 +2,10 @@
 //! or as PID 1 of its own boot environment. This crate holds the I/O and the
 //! orchestration; the pure format code is in `wyrcan-core`.
 //!
-//! Dependencies run one way (ARCHITECTURE.md): [`cli`] and [`pid1`] on
-//! top, then [`boot`], then [`convert`] and [`pull`], then [`registry`],
-//! with [`sys`] and [`progress`] beside them and `wyrcan_core` at the
-//! bottom. Only [`cli`] knows clap.
+//! Dependencies run one way (ARCHITECTURE.md): [`cli`], [`pid1`] and
+//! [`stage2`] on top, then [`boot`], then [`convert`] and [`pull`], then
+//! [`registry`], with [`sys`] and [`progress`] beside them and
+//! `wyrcan_core` at the bottom. Only [`cli`] knows clap.
 
 pub mod boot;
 pub mod cli;
@@ -14,4 +14,5 @@ pub mod pid1;
 pub mod progress;
 pub mod pull;
 pub mod registry;
+pub mod stage2;
 pub mod sys;

@@ -10,10 +10,15 @@ use wyrcan::progress::Progress;
 
 fn main() -> ExitCode {
     // As the boot environment's /init the kernel starts us with no
-    // subcommand (and may pass its own arguments): run the boot flow.
+    // subcommand (and may pass its own arguments): run the boot flow. In
+    // a squashfs-root initrd, its config says we are stage 2 (stage 1's
+    // own initrd never holds it).
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if std::process::id() == 1 || std::path::Path::new(&argv0).file_name() == Some("init".as_ref())
     {
+        if std::path::Path::new(wyrcan_core::stage2::CONFIG_PATH).exists() {
+            wyrcan::stage2::main();
+        }
         wyrcan::pid1::main();
     }
     let opt = Opt::parse();

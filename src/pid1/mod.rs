@@ -155,26 +155,38 @@ pub fn main() -> ! {
             &settings,
         ),
     };
-    console.say(&format!("wyrcan: could not reboot: {err}\n"));
-    // Nothing left to try; never exit (that would panic the kernel).
+    park(&console, &err)
+}
+
+/// The end when even the reboot failed: say so and wait forever. Never
+/// exit: a PID 1 that exits panics the kernel.
+pub fn park(term: &dyn Terminal, reboot: &sys::Error) -> ! {
+    term.say(&format!("wyrcan: could not reboot: {reboot}\n"));
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Mount `mounts` (source, target, fstype, data) in order; what failed,
+/// as lines to show once a console is open. Already mounted (devtmpfs
+/// automount) is not a failure.
+pub fn mount_all(sys: &dyn Sys, mounts: &[(&str, &str, &str, Option<&str>)]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (src, target, fstype, data) in mounts {
+        if let Err(e) = sys.mount(src, target, fstype, *data) {
+            if e.raw_errno() != Some(libc::EBUSY) {
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    warnings
 }
 
 /// Mounts, then the cmdline. Returns what to say about the mounts once a
 /// console is open. A cmdline that is not UTF-8 is read with the bad bytes
 /// replaced: the rest of it (the `wyrcan.img` someone typed) still counts.
 pub fn early(sys: &dyn Sys) -> (Result<WyrcanArgs, CmdlineError>, Vec<String>) {
-    let mut warnings = Vec::new();
-    for (src, target, fstype, data) in MOUNTS {
-        if let Err(e) = sys.mount(src, target, fstype, *data) {
-            // Already mounted (devtmpfs automount) is fine; say the rest.
-            if e.raw_errno() != Some(libc::EBUSY) {
-                warnings.push(e.to_string());
-            }
-        }
-    }
+    let mut warnings = mount_all(sys, MOUNTS);
     let bytes = sys.read(Path::new("/proc/cmdline")).unwrap_or_else(|e| {
         warnings.push(format!("reading /proc/cmdline: {e}"));
         Vec::new()
@@ -221,7 +233,14 @@ fn fail(
         wyrcan_core::syslog::Severity::Error,
         &format!("boot failed: {err:#}"),
     );
-    if term.countdown("Rebooting", settings.countdown) {
+    countdown_reboot(sys, term, settings.countdown)
+}
+
+/// Count `secs` down, then restart; a key stops the countdown, and the
+/// reboot then waits for Enter (someone wants to read the messages).
+/// Returns only the error of `reboot(2)`.
+pub fn countdown_reboot(sys: &dyn Sys, term: &dyn Terminal, secs: u64) -> sys::Error {
+    if term.countdown("Rebooting", secs) {
         term.say("Stopped. Press Enter to reboot.\n");
         term.read_line();
     }

@@ -3,6 +3,7 @@
 //! records every call as a line of text instead of making it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -13,7 +14,7 @@ use std::time::Duration;
 use rustix::io::Errno;
 use wyrcan_core::dhcp::{self, Message, MessageType};
 
-use super::{Datagram, Error, Power, Result, Sys};
+use super::{Datagram, Error, LoopDevice, Power, Result, Sys};
 
 /// Datagrams sent, with where to.
 pub type Sent = Arc<Mutex<Vec<(std::net::SocketAddr, Vec<u8>)>>>;
@@ -41,6 +42,12 @@ pub struct FakeSys {
     pub write_errors: BTreeMap<PathBuf, Errno>,
     /// The IPv6 router and DHCPv6 server behind every interface.
     pub net6: super::fake6::Net6,
+    /// Module files whose load fails, with their errno.
+    pub module_errors: BTreeMap<PathBuf, Errno>,
+    /// The errno `loop_attach` fails with, if any.
+    pub loop_error: Option<Errno>,
+    /// Symlinks: path → target.
+    pub symlinks: BTreeMap<PathBuf, PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -134,7 +141,13 @@ impl Sys for FakeSys {
 
     fn load_module(&self, path: &Path) -> Result<()> {
         self.rec(format!("load_module {}", path.display()));
-        Ok(())
+        match self.module_errors.get(path) {
+            Some(e) => Err(Error::errno(
+                format!("loading module {}", path.display()),
+                *e,
+            )),
+            None => Ok(()),
+        }
     }
 
     fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> Result<()> {
@@ -365,6 +378,72 @@ impl Sys for FakeSys {
         self.rec(format!("dhcp6_socket {iface}"));
         let s = super::fake6::Socket::new("dhcp6", &self.net6, self.calls.clone());
         Ok(Box::new(s))
+    }
+
+    fn mount_readonly(
+        &self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        data: Option<&str>,
+    ) -> Result<()> {
+        self.rec(format!(
+            "mount_ro {source} {target} {fstype} {}",
+            data.unwrap_or("-")
+        ));
+        match self.mount_errors.get(target) {
+            Some(e) => Err(Error::errno(format!("mounting {fstype} on {target}"), *e)),
+            None => Ok(()),
+        }
+    }
+
+    fn mkdir(&self, path: &Path) -> Result<()> {
+        self.rec(format!("mkdir {}", path.display()));
+        Ok(())
+    }
+
+    fn loop_attach(&self, file: &Path) -> Result<LoopDevice> {
+        self.rec(format!("loop_attach {}", file.display()));
+        match self.loop_error {
+            Some(e) => Err(Error::errno(
+                format!("attaching {} to a loop device", file.display()),
+                e,
+            )),
+            None => Ok(LoopDevice::new("/dev/loop0".into(), None)),
+        }
+    }
+
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<()> {
+        self.rec(format!("move_mount {} {}", from.display(), to.display()));
+        Ok(())
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        self.symlinks
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    fn remove_tree_same_dev(&self, path: &Path) -> Result<()> {
+        self.rec(format!("remove {}", path.display()));
+        lock(&self.files).retain(|k, _| !k.starts_with(path));
+        Ok(())
+    }
+
+    fn stdio_to_console(&self) -> Result<()> {
+        self.rec("stdio_to_console".into());
+        Ok(())
+    }
+
+    fn switch_root(&self, new_root: &Path, init: &Path, args: &[OsString]) -> Error {
+        let mut line = format!("switch_root {} {}", new_root.display(), init.display());
+        for a in args {
+            line.push(' ');
+            line.push_str(&a.to_string_lossy());
+        }
+        self.rec(line);
+        Error::io("fake switch_root", io::Error::other("not in a test"))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod efivarfs;
 pub mod kexec;
 pub mod net;
 pub mod net6;
+pub mod root;
 pub mod rtc;
 
 #[cfg(test)]
@@ -17,12 +18,13 @@ pub mod fake;
 pub mod fake6;
 
 pub use net6::Datagram6;
+pub use root::LoopDevice;
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString, OsString};
 use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::MemfdFlags;
@@ -193,6 +195,31 @@ pub trait Sys: Sync {
     fn icmp6_socket(&self, iface: &str) -> Result<Box<dyn Datagram6>>;
     /// A UDP socket on `[::]:546` of `iface` (the DHCPv6 client's).
     fn dhcp6_socket(&self, iface: &str) -> Result<Box<dyn Datagram6>>;
+    /// `mount(2)` with `MS_RDONLY`.
+    fn mount_readonly(
+        &self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        data: Option<&str>,
+    ) -> Result<()>;
+    /// Create a directory and its parents (mode 0755); existing is fine.
+    fn mkdir(&self, path: &Path) -> Result<()>;
+    /// Attach `file` read-only to a free loop device that detaches itself
+    /// once unused (keep the handle until the device is mounted).
+    fn loop_attach(&self, file: &Path) -> Result<LoopDevice>;
+    /// `mount --move from to`.
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<()>;
+    /// A symlink's target (`readlink(2)`); an error when `path` is not one.
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
+    /// Remove `path` and everything under it on its parent's filesystem,
+    /// never crossing into a mount below; absent is fine.
+    fn remove_tree_same_dev(&self, path: &Path) -> Result<()>;
+    /// Give fds 0–2 `/dev/console` when they are not open.
+    fn stdio_to_console(&self) -> Result<()>;
+    /// Make the mount at `new_root` the root and exec `init` (argv[0])
+    /// with `args` and this process's environment; returns only on failure.
+    fn switch_root(&self, new_root: &Path, init: &Path, args: &[OsString]) -> Error;
 }
 
 /// The real kernel.
@@ -212,24 +239,11 @@ fn udp_connected(to: std::net::SocketAddr) -> io::Result<std::net::UdpSocket> {
 
 impl Sys for LinuxSys {
     fn mount(&self, source: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<()> {
-        let what = || format!("mounting {fstype} {source} on {target}");
-        // The initramfs may lack the mount point; a failure shows in mount.
-        let _ = std::fs::create_dir_all(target);
-        let data = data
-            .map(CString::new)
-            .transpose()
-            .map_err(|e| Error::io(what(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-        rustix::mount::mount(source, target, fstype, MountFlags::empty(), data.as_deref())
-            .map_err(|e| Error::errno(what(), e))
+        mount(source, target, fstype, MountFlags::empty(), data)
     }
 
     fn load_module(&self, path: &Path) -> Result<()> {
-        let what = || format!("loading module {}", path.display());
-        let f = File::open(path).map_err(|e| Error::io(what(), e))?;
-        match rustix::system::finit_module(&f, c"", 0) {
-            Ok(()) | Err(Errno::EXIST) => Ok(()),
-            Err(e) => Err(Error::errno(what(), e)),
-        }
+        finit_module(path, c"", format!("loading module {}", path.display()))
     }
 
     fn kexec_load(&self, kernel: &File, initrd: &File, cmdline: &str) -> Result<()> {
@@ -422,14 +436,10 @@ impl Sys for LinuxSys {
     }
 
     fn load_module_params(&self, path: &Path, params: &str) -> Result<()> {
-        let what = || format!("loading module {} {params}", path.display());
-        let f = File::open(path).map_err(|e| Error::io(what(), e))?;
+        let what = format!("loading module {} {params}", path.display());
         let params = CString::new(params)
-            .map_err(|e| Error::io(what(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-        match rustix::system::finit_module(&f, &params, 0) {
-            Ok(()) | Err(Errno::EXIST) => Ok(()),
-            Err(e) => Err(Error::errno(what(), e)),
-        }
+            .map_err(|e| Error::io(&what, io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        finit_module(path, &params, what)
     }
 
     fn set_ipv6(&self, iface: &str, addr: std::net::Ipv6Addr, prefix_len: u8) -> Result<()> {
@@ -453,6 +463,92 @@ impl Sys for LinuxSys {
     fn dhcp6_socket(&self, iface: &str) -> Result<Box<dyn Datagram6>> {
         Ok(Box::new(net6::dhcp6_socket(iface)?))
     }
+
+    fn mount_readonly(
+        &self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        data: Option<&str>,
+    ) -> Result<()> {
+        mount(source, target, fstype, MountFlags::RDONLY, data)
+    }
+
+    fn mkdir(&self, path: &Path) -> Result<()> {
+        root::mkdir(path)
+    }
+
+    fn loop_attach(&self, file: &Path) -> Result<LoopDevice> {
+        root::loop_attach(file)
+    }
+
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<()> {
+        root::move_mount(from, to)
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::read_link(path)
+    }
+
+    fn remove_tree_same_dev(&self, path: &Path) -> Result<()> {
+        root::remove_tree_same_dev(path)
+    }
+
+    fn stdio_to_console(&self) -> Result<()> {
+        root::stdio_to_console()
+    }
+
+    fn switch_root(&self, new_root: &Path, init: &Path, args: &[OsString]) -> Error {
+        root::switch_root(new_root, init, args)
+    }
+}
+
+/// `finit_module(2)`; a compressed file (`.ko.xz`, `.ko.zst`, `.ko.gz`) is
+/// handed over as it is, for the kernel to decompress
+/// (`MODULE_INIT_COMPRESSED_FILE`, Linux 5.17+ with
+/// `CONFIG_MODULE_DECOMPRESS`). Already loaded is Ok.
+fn finit_module(path: &Path, params: &CStr, what: String) -> Result<()> {
+    let f = File::open(path).map_err(|e| Error::io(&what, e))?;
+    let flags = module_flags(path);
+    match rustix::system::finit_module(&f, params, flags) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        // Kernels without in-kernel decompression refuse the flag.
+        Err(e @ (Errno::INVAL | Errno::OPNOTSUPP)) if flags != 0 => Err(Error::errno(
+            format!(
+                "{what} (the kernel cannot decompress modules itself: CONFIG_MODULE_DECOMPRESS)"
+            ),
+            e,
+        )),
+        Err(e) => Err(Error::errno(what, e)),
+    }
+}
+
+/// `MODULE_INIT_COMPRESSED_FILE` from <linux/module.h>.
+const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
+
+fn module_flags(path: &Path) -> i32 {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xz" | "zst" | "gz") => MODULE_INIT_COMPRESSED_FILE,
+        _ => 0,
+    }
+}
+
+fn mount(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    let what = || format!("mounting {fstype} {source} on {target}");
+    // The initramfs may lack the mount point; a failure shows in mount.
+    let _ = std::fs::create_dir_all(target);
+    let data = data
+        .map(CString::new)
+        .transpose()
+        .map_err(|e| Error::io(what(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    rustix::mount::mount(source, target, fstype, flags, data.as_deref())
+        .map_err(|e| Error::errno(what(), e))
 }
 
 #[cfg(test)]
@@ -476,6 +572,19 @@ mod tests {
                 .starts_with("mounting wyrcan-no-such-fs none on "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn compressed_modules_are_flagged() {
+        for (p, f) in [
+            ("/m/loop.ko", 0),
+            ("/m/loop.ko.xz", 4),
+            ("/m/squashfs.ko.zst", 4),
+            ("/m/overlay.ko.gz", 4),
+            ("/m/xz", 0),
+        ] {
+            assert_eq!(module_flags(Path::new(p)), f, "{p}");
+        }
     }
 
     #[test]

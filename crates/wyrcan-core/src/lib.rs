@@ -24,6 +24,7 @@ pub mod site;
 pub mod site_area;
 pub mod sntp;
 pub mod squashfs;
+pub mod stage2;
 pub mod syslog;
 pub mod tar;
 pub mod tree;

@@ -16,8 +16,8 @@ use common::oracle::{
 };
 use common::registry::{self, Registry};
 use common::{
-    assert_failure, assert_mentions, assert_success, check_initrd, list_dir, morph, reference,
-    wyrcan, Outputs,
+    assert_failure, assert_mentions, assert_success, check_initrd, check_squashfs_initrd, list_dir,
+    morph, reference, wyrcan, Outputs,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -399,6 +399,143 @@ fn harness_cpio_oracle_round_trip() {
         );
         compare(&expected, &broken, &["sp/setuid"]).unwrap();
     }
+}
+
+// ------------------------------------------------------ --root squashfs
+
+/// A static executable to stand in for the stage 2 on a host test (the
+/// real one is the static wyrcan of the boot environment).
+const STAGE2: &str = "/bin/busybox";
+
+/// What the stage 2 needs from `/lib/modules/6.1`: here all built in, so
+/// no module file goes into the initrd.
+fn builtin_modules_layer() -> Layer {
+    Layer::new(vec![
+        Entry::dir("lib"),
+        Entry::dir("lib/modules"),
+        Entry::dir("lib/modules/6.1"),
+        Entry::file("lib/modules/6.1/modules.dep", ""),
+        Entry::file(
+            "lib/modules/6.1/modules.builtin",
+            "kernel/drivers/block/loop.ko\nkernel/fs/squashfs/squashfs.ko\nkernel/fs/overlayfs/overlay.ko\n",
+        ),
+    ])
+}
+
+fn morph_squashfs(reg: &Registry, repo: &str, image: &Image) -> Outputs {
+    push(reg, repo, "t", image);
+    let out = Outputs::new();
+    let res = morph(
+        &reg.addr(),
+        &reference(&reg.addr(), repo, "t"),
+        &out,
+        &["--root", "squashfs", "--stage2", STAGE2],
+    );
+    assert_success(&res, repo);
+    out.assert_exactly_outputs();
+    out
+}
+
+#[test]
+fn squashfs_root_matches_the_oracle() {
+    // Every flattening case at once: whiteouts, type changes, hard links,
+    // devices, Go-style headers, long names.
+    let image = oci(
+        vec![base("sq"), builtin_modules_layer()],
+        vec![
+            whiteout_layers(),
+            type_change_layers(),
+            hardlink_layers(),
+            special_layers(),
+            go_style_layers(),
+            long_name_layers(),
+        ],
+    );
+    let out = morph_squashfs(registry::shared(), "morph/squashfs", &image);
+    check_squashfs_initrd(&image, &out, KPATH, &kernel("sq"), STAGE2.as_ref(), &[]);
+    let words = out.cmdline_words();
+    assert!(
+        !words.iter().any(|w| w.starts_with("rdinit=")),
+        "the stage 2 is /init and starts the image's init itself: {words:?}"
+    );
+}
+
+#[test]
+fn squashfs_root_carries_the_images_modules_in_dependency_order() {
+    // modules.dep says squashfs needs a (fake) decompressor module first;
+    // the module bytes are read back out of the finished squashfs, one of
+    // them big enough to span blocks and a fragment.
+    let big = noise(300_000, 5);
+    let image = Image::oci(vec![
+        base("mods"),
+        Layer::new(vec![
+            Entry::dir("usr"),
+            Entry::dir("usr/lib"),
+            Entry::dir("usr/lib/modules"),
+            Entry::dir("usr/lib/modules/6.1"),
+            Entry::dir("usr/lib/modules/6.1/kernel"),
+            Entry::file("usr/lib/modules/6.1/kernel/loop.ko", "LOOP"),
+            Entry::file("usr/lib/modules/6.1/kernel/squashfs.ko", big.clone()),
+            Entry::file("usr/lib/modules/6.1/kernel/zstd_dec.ko.xz", "ZSTD"),
+            Entry::file("usr/lib/modules/6.1/kernel/overlay.ko", "OVERLAY"),
+            Entry::file(
+                "usr/lib/modules/6.1/modules.dep",
+                "kernel/loop.ko:\nkernel/squashfs.ko: kernel/zstd_dec.ko.xz\nkernel/zstd_dec.ko.xz:\nkernel/overlay.ko:\n",
+            ),
+            // Merged /usr: /lib/modules is reached through a symlink.
+            Entry::symlink("lib", "usr/lib"),
+        ]),
+    ]);
+    let out = morph_squashfs(registry::shared(), "morph/squashfs-mods", &image);
+    let modules = [
+        "/wyrcan/modules/loop.ko",
+        "/wyrcan/modules/zstd_dec.ko.xz",
+        "/wyrcan/modules/squashfs.ko",
+        "/wyrcan/modules/overlay.ko",
+    ];
+    check_squashfs_initrd(
+        &image,
+        &out,
+        KPATH,
+        &kernel("mods"),
+        STAGE2.as_ref(),
+        &modules,
+    );
+    let parts = common::oracle::squash_initrd(&out.initrd());
+    assert!(parts.files["wyrcan/modules/squashfs.ko"] == big);
+    assert_eq!(parts.files["wyrcan/modules/overlay.ko"], b"OVERLAY");
+}
+
+#[test]
+fn squashfs_root_without_modules_or_a_static_stage2_is_refused_clearly() {
+    let reg = registry::shared();
+    let image = Image::oci(vec![base("nomods")]);
+    push(reg, "morph/squashfs-nomods", "t", &image);
+    let r = reference(&reg.addr(), "morph/squashfs-nomods", "t");
+    let out = Outputs::new();
+    let res = morph(
+        &reg.addr(),
+        &r,
+        &out,
+        &["--root", "squashfs", "--stage2", STAGE2],
+    );
+    let err = assert_failure(&res, "no modules");
+    assert_mentions(&err, "modules.dep", "no modules");
+    assert_mentions(&err, "wyrcan.root=cpio", "no modules");
+    out.assert_nothing_left();
+    // A dynamically linked stage 2 would find no C library at boot.
+    let res = morph(
+        &reg.addr(),
+        &r,
+        &out,
+        &["--root", "squashfs", "--stage2", "/bin/ls"],
+    );
+    let err = assert_failure(&res, "dynamic stage 2");
+    assert_mentions(&err, "dynamically linked", "dynamic stage 2");
+    out.assert_nothing_left();
+    let res = morph(&reg.addr(), &r, &out, &["--root", "auto"]);
+    let err = assert_failure(&res, "auto on morph");
+    assert_mentions(&err, "kexec", "auto on morph");
 }
 
 // ------------------------------------------------------ flattening + oracle

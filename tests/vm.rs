@@ -159,7 +159,10 @@ fn host_morphed_initrd_boots_directly_in_many_frames() {
 
 #[test]
 #[ignore = "VM test: needs out/ from scripts/build-bootenv and debootstrap; run by scripts/test"]
-fn debian_with_systemd_boots_and_runs_a_unit() {
+fn debian_with_systemd_boots_on_a_squashfs_root_and_runs_a_unit() {
+    // Boots as a squashfs root (wyrcan.root=squashfs): systemd on an
+    // overlay over the image's squashfs. The unpacked (cpio) form of real
+    // distributions is booted by tests/examples.rs.
     let registry = Registry::start();
     let reference = format!("{}/e2e/debian:v1", registry.addr());
     let status = std::process::Command::new(vmharness::repo().join("scripts/build-debian-image"))
@@ -170,7 +173,7 @@ fn debian_with_systemd_boots_and_runs_a_unit() {
     let mut vm = wyrcan_vm(
         "debian",
         &registry,
-        &format!("wyrcan.img={GUEST_REGISTRY}/e2e/debian:v1"),
+        &format!("wyrcan.img={GUEST_REGISTRY}/e2e/debian:v1 wyrcan.root=squashfs"),
     );
     vm.wait_for("Wyrcan", BOOT);
     let (_, line) = vm.wait_for("WYRCAN-SYSTEMD-MARKER", Duration::from_secs(900));
@@ -178,6 +181,10 @@ fn debian_with_systemd_boots_and_runs_a_unit() {
     assert!(
         line.contains(&release),
         "systemd runs under another kernel: {line}"
+    );
+    assert!(
+        line.contains("root=overlay"),
+        "/ is not the overlay over the squashfs: {line}"
     );
     assert!(vm.log().contains("systemd"), "{}", vm.log());
     vm.assert_exits(

@@ -9,6 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use wyrcan_core::cmdline::RootForm;
 use wyrcan_core::kernel;
 use wyrcan_core::manifest::Platform;
 use wyrcan_core::reference::Reference;
@@ -17,7 +18,7 @@ pub mod measure;
 
 pub use measure::TpmPlan;
 
-use crate::convert::{self, booted, OutputCompression};
+use crate::convert::{self, booted, Form, OutputCompression};
 use crate::progress::{human, Progress};
 use crate::pull::{pull_checked, PullOptions};
 use crate::sys::Sys;
@@ -39,7 +40,8 @@ pub struct Prepared {
     pub initrd: File,
     /// The complete next cmdline.
     pub cmdline: String,
-    /// Unpacked size of the image.
+    /// What the next boot keeps in its initramfs: the unpacked image, or
+    /// its squashfs.
     pub unpacked: u64,
 }
 
@@ -101,19 +103,32 @@ fn parse_meminfo(text: &str) -> (u64, u64) {
     (field("MemTotal:"), field("MemAvailable:"))
 }
 
+/// What the next boot is asked for besides the image.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Next<'a> {
+    /// Arguments after the image's own (DESIGN §2), in order.
+    pub extra: &'a [String],
+    /// Measure the boot into the TPM.
+    pub tpm: Option<&'a TpmPlan>,
+    /// How the next boot holds the tree.
+    pub root: RootForm,
+    /// A static Wyrcan for a squashfs root's stage 2 (PID 1: itself).
+    pub stage2: Option<&'a Path>,
+}
+
 /// Pull `image`, convert it into memfds and compose the next cmdline:
-/// the image's `/boot/wyrcan.cmdline`, then `extra` in order (DESIGN §2).
-/// With `tpm`, the boot is measured (see [`measure`]) once everything
+/// the image's `/boot/wyrcan.cmdline`, then `next.extra` in order (DESIGN §2).
+/// With `next.tpm`, the boot is measured (see [`measure`]) once everything
 /// that is measured is final, and the log goes into `booted.json`.
 pub fn prepare(
     sys: &dyn Sys,
     given: &str,
     reference: &Reference,
     opts: &PullOptions,
-    extra: &[String],
-    tpm: Option<&TpmPlan>,
+    next: &Next<'_>,
     progress: &Progress,
 ) -> Result<Prepared> {
+    let (extra, tpm) = (next.extra, next.tpm);
     if let Some(plan) = tpm {
         measure::check_present(sys, plan)?;
     }
@@ -154,15 +169,22 @@ pub fn prepare(
         &reference,
         &mut kernel,
         initrd_out,
+        next.stage2,
         |stats, k| {
             // The kernel file is booted, not unpacked.
             unpacked = stats.bytes.saturating_sub(k.size);
-            let c = choose_compression(total, unpacked, compressed).map_err(anyhow::Error::msg)?;
-            chosen = c;
-            Ok(c)
+            let (form, note) =
+                choose_form(total, unpacked, compressed, next.root).map_err(anyhow::Error::msg)?;
+            if let Some(note) = note {
+                tracing::info!("{reference}: {note}");
+            }
+            chosen = form.compression;
+            Ok(form)
         },
         &|n| bar.set(n),
     )?;
+    // What the next boot keeps in its initramfs: the tree, or the squashfs.
+    let resident = converted.squashfs_len.unwrap_or(unpacked);
     bar.finish();
     let resolved = pulled.resolved;
     drop(pulled.layers);
@@ -173,12 +195,12 @@ pub fn prepare(
     if now > 0 {
         load_fits(now, kernel_len, initrd_len).map_err(anyhow::Error::msg)?;
     }
-    let rootfs = memory_plan(total, unpacked, initrd_len).map_err(anyhow::Error::msg)?;
+    let rootfs = memory_plan(total, resident, initrd_len).map_err(anyhow::Error::msg)?;
     let mut cmdline = wyrcan_core::cmdline::next_cmdline(&converted.image_cmdline, extra);
     if rootfs == RootFs::Ramfs {
         tracing::warn!(
-            "{reference} unpacks to {}, more than half of the {} of RAM: booting it with rootfstype=ramfs (no size cap, no swap)",
-            human(unpacked),
+            "{reference} takes {} in the initramfs, more than half of the {} of RAM: booting it with rootfstype=ramfs (no size cap, no swap)",
+            human(resident),
             human(total)
         );
         cmdline = wyrcan_core::cmdline::next_cmdline(&cmdline, &["rootfstype=ramfs".to_string()]);
@@ -215,7 +237,7 @@ pub fn prepare(
         kernel,
         initrd,
         cmdline,
-        unpacked,
+        unpacked: resident,
     })
 }
 
@@ -245,6 +267,62 @@ pub fn choose_compression(
 ) -> Result<OutputCompression, String> {
     memory_plan(ram_total, unpacked, compressed)?;
     Ok(OutputCompression::Zstd)
+}
+
+/// RAM a squashfs root of about `squashfs` bytes needs: the initrd and
+/// the file the kernel unpacks from it exist together for a moment, and
+/// the booted system needs room for the page cache of what it reads.
+pub fn squashfs_plan(ram_total: u64, squashfs: u64) -> Result<(), String> {
+    let need = 2 * squashfs + KERNEL_OVERHEAD + SQUASHFS_WORKING_SET;
+    if need > ram_total {
+        return Err(format!(
+            "as a squashfs root (about {}) the next boot needs at least {} of RAM, this machine has {}. \
+             Give the machine more memory or use a smaller image",
+            human(squashfs),
+            human(need),
+            human(ram_total)
+        ));
+    }
+    Ok(())
+}
+
+/// What the booted system of a squashfs root needs beyond the squashfs:
+/// the page cache of the files it reads and the overlay's writes.
+const SQUASHFS_WORKING_SET: u64 = 64 * MIB;
+
+/// The form of the next boot for `wyrcan.root=`: `auto` takes the
+/// unpacked form when it fits and says why when it does not. `compressed`
+/// (the layers' size) stands in for both the initrd and the squashfs.
+pub fn choose_form(
+    ram_total: u64,
+    unpacked: u64,
+    compressed: u64,
+    root: RootForm,
+) -> Result<(Form, Option<String>), String> {
+    // zstd for both forms, for the reasons of `choose_compression`.
+    let compression = OutputCompression::Zstd;
+    let squashfs = |note| {
+        squashfs_plan(ram_total, compressed).map(|()| {
+            (
+                Form {
+                    compression,
+                    squashfs: true,
+                },
+                note,
+            )
+        })
+    };
+    match root {
+        RootForm::Cpio => choose_compression(ram_total, unpacked, compressed).map(|c| (c.into(), None)),
+        RootForm::Squashfs => squashfs(None),
+        RootForm::Auto => match memory_plan(ram_total, unpacked, compressed) {
+            Ok(_) => Ok((compression.into(), None)),
+            Err(unpacked_err) => squashfs(Some(format!(
+                "unpacked it does not fit ({unpacked_err}): booting it as a squashfs root instead (wyrcan.root=auto)"
+            )))
+            .map_err(|e| format!("{unpacked_err}; {e}")),
+        },
+    }
 }
 
 /// `kexec_file_load` reads the initrd into a kernel buffer and then copies

@@ -81,6 +81,10 @@ pub struct CustomizeArgs {
     /// TPM PCR to measure the boot into (as wyrcan.pcr; default 12).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=23))]
     pub pcr: Option<u32>,
+    /// How booted images are held (as wyrcan.root): cpio (unpacked),
+    /// squashfs (compressed, about a third of the RAM) or auto.
+    #[arg(long, value_enum)]
+    pub root: Option<super::Root>,
 }
 
 /// Run `wyrcan customize`.
@@ -226,6 +230,7 @@ fn contents(a: &CustomizeArgs) -> Result<Contents> {
             mirrors: a.mirror.clone(),
             ntp: a.ntp.clone(),
             pcr: a.pcr,
+            root: a.root.map(Into::into),
         },
         auth,
         cas,
@@ -381,6 +386,9 @@ fn show(bytes: &[u8], file: &Path, out: &mut dyn Write) -> Result<()> {
     }
     if let Some(pcr) = cfg.pcr {
         writeln!(out, "pcr: {pcr}")?;
+    }
+    if let Some(root) = cfg.root {
+        writeln!(out, "root: {}", root.as_str())?;
     }
     match &c.policy {
         Some(p) => {
@@ -675,7 +683,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let mut a = args(&["--pcr", "15"]);
+        let mut a = args(&["--pcr", "15", "--root", "auto"]);
         a.policy = Some(policy.clone());
         let c = contents(&a).unwrap();
         assert_eq!(c.keys.len(), 1, "one file per distinct key");
@@ -693,6 +701,7 @@ mod tests {
         show(&compressed(&c).unwrap(), Path::new("s"), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("pcr: 15\n"), "{text}");
+        assert!(text.contains("root: auto\n"), "{text}");
         assert!(text.contains("policy: default: reject\n"), "{text}");
         assert!(
             text.contains("sigstoreSigned by any of the keys (sha256:")

@@ -197,7 +197,8 @@ pub fn run(a: InspectArgs, progress: &Progress) -> Result<()> {
             &resolved.reference.to_string(),
             &mut kernel,
             sink,
-            |_, _| Ok(OutputCompression::None),
+            None,
+            |_, _| Ok(OutputCompression::None.into()),
             &|_| {},
         )?;
         let unpacked = out.stats.bytes.saturating_sub(out.kernel.size);

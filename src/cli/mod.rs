@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wyrcan_core::cmdline::RootForm;
 
 use crate::convert::{self, OutputCompression, Staged};
 use crate::progress::{human, Progress};
@@ -82,6 +83,14 @@ pub struct KexecArgs {
     /// shutdown; without it, run `systemctl kexec` for one).
     #[arg(long)]
     pub exec: bool,
+    /// How the next boot holds the image: unpacked (cpio), as a compressed
+    /// squashfs under a RAM overlay (about a third of the RAM), or auto
+    /// (squashfs when the unpacked form does not fit this machine's RAM).
+    #[arg(long, value_enum, default_value_t = Root::Cpio)]
+    pub root: Root,
+    /// The static wyrcan that mounts a squashfs root (default: this one, if static).
+    #[arg(long, value_name = "FILE")]
+    pub stage2: Option<PathBuf>,
     /// Registry options.
     #[command(flatten)]
     pub pull: PullArgs,
@@ -104,9 +113,47 @@ pub struct MorphArgs {
     /// Compression of the initrd.
     #[arg(long, value_enum, default_value_t = Compression::Zstd)]
     pub compression: Compression,
+    /// How the booted system holds the image: unpacked (cpio) or as a
+    /// compressed squashfs under a RAM overlay (about a third of the RAM;
+    /// needs the image's loop, squashfs and overlay modules).
+    #[arg(long, value_enum, default_value_t = Root::Cpio)]
+    pub root: Root,
+    /// The static wyrcan that mounts a squashfs root (default: this one, if static).
+    #[arg(long, value_name = "FILE")]
+    pub stage2: Option<PathBuf>,
     /// Registry options.
     #[command(flatten)]
     pub pull: PullArgs,
+}
+
+/// `--root`: how the next boot holds the image's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Root {
+    /// Unpacked into the initramfs: every byte in RAM.
+    Cpio,
+    /// One compressed squashfs, loop-mounted under a tmpfs overlay.
+    Squashfs,
+    /// cpio when it fits in RAM, else squashfs (kexec, customize).
+    Auto,
+}
+
+impl From<Root> for RootForm {
+    fn from(r: Root) -> Self {
+        match r {
+            Root::Cpio => RootForm::Cpio,
+            Root::Squashfs => RootForm::Squashfs,
+            Root::Auto => RootForm::Auto,
+        }
+    }
+}
+
+/// The stage-2 binary: the one given, or this program.
+fn stage2_binary(given: Option<&PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => std::env::current_exe()
+            .context("finding this program for the squashfs stage 2 (pass --stage2)"),
+    }
 }
 
 /// `--compression`: every one of these the Debian kernel unpacks.
@@ -171,6 +218,14 @@ fn boot_cmd() -> Result<()> {
 fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
     let started = Instant::now();
     let reference = pull::reference(&a.image)?;
+    let stage2 = match a.root {
+        Root::Cpio => None,
+        Root::Squashfs => Some(stage2_binary(a.stage2.as_ref())?),
+        Root::Auto => bail!(
+            "--root auto decides from the RAM of the machine that boots: use it with kexec or customize; \
+             morph writes --root cpio or --root squashfs"
+        ),
+    };
     let opts = a.pull.options()?;
     // Stage the outputs first: a bad output directory fails before a pull.
     let mut staged = Staged::new();
@@ -193,7 +248,13 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         &image,
         &mut kernel_file,
         initrd_file,
-        |_, _| Ok(a.compression.into()),
+        stage2.as_deref(),
+        |_, _| {
+            Ok(convert::Form {
+                compression: a.compression.into(),
+                squashfs: a.root == Root::Squashfs,
+            })
+        },
         &|n| bar.set(n),
     )?;
     bar.finish();
@@ -216,13 +277,16 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
     }
     let initrd_len = staged.file(i).metadata().map(|m| m.len()).unwrap_or(0);
     staged.commit()?;
+    let shape = match out.squashfs_len {
+        Some(n) => format!("a {} squashfs root", human(n)),
+        None => format!("{} as cpio", human(cpio_size)),
+    };
     tracing::info!(
-        "{image}: wrote {} (kernel, {}) and {} (initrd, {}, {} as cpio) in {:.1?}",
+        "{image}: wrote {} (kernel, {}) and {} (initrd, {}, {shape}) in {:.1?}",
         a.kernel.display(),
         human(kernel_len),
         a.initrd.display(),
         human(initrd_len),
-        human(cpio_size),
         started.elapsed()
     );
     Ok(())
@@ -231,9 +295,17 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
 fn kexec_cmd(a: KexecArgs, progress: &Progress) -> Result<()> {
     let reference = pull::reference(&a.image)?;
     let opts = a.pull.options()?;
-    let prepared = crate::boot::prepare(
-        &LinuxSys, &a.image, &reference, &opts, &a.append, None, progress,
-    )?;
+    let stage2 = match a.root {
+        Root::Cpio => None,
+        _ => Some(stage2_binary(a.stage2.as_ref())?),
+    };
+    let next = crate::boot::Next {
+        extra: &a.append,
+        tpm: None,
+        root: a.root.into(),
+        stage2: stage2.as_deref(),
+    };
+    let prepared = crate::boot::prepare(&LinuxSys, &a.image, &reference, &opts, &next, progress)?;
     crate::boot::load(&LinuxSys, &prepared)?;
     drop(prepared);
     if a.exec {

@@ -14,10 +14,12 @@ pub mod dirsink;
 pub mod emit;
 pub mod frames;
 pub mod pipe;
+pub mod squash;
 pub mod staged;
 
 use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use wyrcan_core::kernel::{self, Found, InitArg};
@@ -41,6 +43,26 @@ pub enum OutputCompression {
     Gzip,
     /// Plain cpio.
     None,
+}
+
+/// The initrd's shape, chosen once the tree's totals are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Form {
+    /// Compression of the cpio archive (for a squashfs root: of its small
+    /// second archive; the squashfs compresses its own blocks).
+    pub compression: OutputCompression,
+    /// The tree as one squashfs mounted by a stage 2 ([`squash`]) rather
+    /// than unpacked.
+    pub squashfs: bool,
+}
+
+impl From<OutputCompression> for Form {
+    fn from(compression: OutputCompression) -> Self {
+        Form {
+            compression,
+            squashfs: false,
+        }
+    }
 }
 
 /// The layers applied in order: the final tree, headers only. Each
@@ -113,8 +135,12 @@ pub struct Converted {
     pub stats: tree::Stats,
     /// Size of the uncompressed cpio.
     pub cpio_size: u64,
-    /// What the image's `/etc` is (for `/etc/wyrcan/booted.json`).
+    /// What `/etc` of the initramfs is (for `/etc/wyrcan/booted.json`).
     pub etc: EtcState,
+    /// The form written.
+    pub form: Form,
+    /// Bytes of the squashfs, for a squashfs root.
+    pub squashfs_len: Option<u64>,
 }
 
 /// What the image's `/etc` is.
@@ -130,14 +156,16 @@ pub enum EtcState {
 
 /// Flatten pulled layers and write kernel and initrd. `choose` sees the
 /// tree's totals and the kernel before anything is written, picks the
-/// initrd's compression, and may refuse (memory). `written` hears the
-/// initrd's size as it grows.
+/// initrd's form, and may refuse (memory). `stage2` is the static Wyrcan
+/// a squashfs root needs as its `/init`. `written` hears the initrd's
+/// size as it grows.
 pub fn convert(
     layers: &mut [LocalLayer],
     image: &str,
     kernel_out: &mut File,
     initrd_out: File,
-    choose: impl FnOnce(&tree::Stats, &Found) -> Result<OutputCompression>,
+    stage2: Option<&Path>,
+    choose: impl FnOnce(&tree::Stats, &Found) -> Result<Form>,
     written: &(dyn Fn(u64) + Sync),
 ) -> Result<Converted> {
     let mut tree = flatten(layers, image)?;
@@ -157,20 +185,54 @@ pub fn convert(
         None => EtcState::Missing,
         Some(_) => EtcState::Other,
     };
-    let compression = choose(&stats, &info.kernel)?;
+    let form = choose(&stats, &info.kernel)?;
     let plan = tree.plan(Some(info.kernel.node), info.cmdline_node);
-    let (captured, cpio_size) = write_initrd(
-        &tree,
-        &plan,
-        layers,
-        frames::Outputs {
-            initrd: initrd_out,
-            compression,
-            kernel: kernel_out,
-            written,
-        },
-        image,
-    )?;
+    let (captured, cpio_size, squashfs_len) = if form.squashfs {
+        let stage2 = stage2.ok_or_else(|| {
+            anyhow::anyhow!(
+                "a squashfs root needs a static wyrcan binary as its stage 2 (--stage2)"
+            )
+        })?;
+        let w = squash::write(
+            &mut tree,
+            &info,
+            &plan,
+            layers,
+            squash::SquashOutputs {
+                initrd: initrd_out,
+                compression: form.compression,
+                kernel: kernel_out,
+                stage2,
+                written,
+            },
+            image,
+        )?;
+        tracing::info!(
+            "{image}: squashfs root {} for {} unpacked; stage 2 loads {}",
+            human(w.squashfs_len),
+            human(stats.bytes),
+            if w.modules.is_empty() {
+                "no module (all built in)".to_string()
+            } else {
+                w.modules.join(", ")
+            }
+        );
+        (w.captured, stats.bytes, Some(w.squashfs_len))
+    } else {
+        let (c, n) = write_initrd(
+            &tree,
+            &plan,
+            layers,
+            frames::Outputs {
+                initrd: initrd_out,
+                compression: form.compression,
+                kernel: kernel_out,
+                written,
+            },
+            image,
+        )?;
+        (c, n, None)
+    };
     kernel_out.flush()?;
     let kernel_len = kernel_out.metadata().map(|m| m.len()).unwrap_or(0);
     if kernel_len != info.kernel.size {
@@ -181,11 +243,20 @@ pub fn convert(
         );
     }
     let file = info.cmdline_node.is_some().then_some(captured.as_slice());
+    // A squashfs root's initramfs is the stage 2's, which has no /etc and
+    // starts the image's init itself (no rdinit=).
+    let (init, etc) = match (form.squashfs, etc) {
+        (false, etc) => (info.init, etc),
+        (true, EtcState::Other) => (InitArg::Init, EtcState::Other),
+        (true, _) => (InitArg::Init, EtcState::Missing),
+    };
     Ok(Converted {
-        image_cmdline: kernel::image_cmdline(file, &info.init),
+        image_cmdline: kernel::image_cmdline(file, &init),
         kernel: info.kernel,
         stats,
         cpio_size,
         etc,
+        form,
+        squashfs_len,
     })
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use wyrcan_core::cmdline::{EfiAction, WyrcanArgs};
+use wyrcan_core::cmdline::{EfiAction, RootForm, WyrcanArgs};
 use wyrcan_core::efivar::{self, StoredConfig};
 use wyrcan_core::ipconfig::{self, IpConfig};
 use wyrcan_core::mirror;
@@ -70,6 +70,8 @@ pub struct BootConfig {
     pub ntp: Vec<String>,
     /// Where to send the log too (`wyrcan.syslog=`).
     pub syslog: Option<String>,
+    /// How the next boot holds the tree (`wyrcan.root=`, then the site's; default cpio).
+    pub root: RootForm,
 }
 
 /// The pull options of the boot environment: no auth files, the bundled
@@ -159,6 +161,7 @@ pub fn validate(
         },
         ntp: args.ntp.clone(),
         syslog: args.syslog.clone(),
+        root: args.root.unwrap_or_default(),
     }))
 }
 
@@ -192,6 +195,7 @@ pub fn from_efi(
     merged.efi = cmdline.efi;
     merged.proxy = cmdline.proxy.clone();
     merged.pcr = cmdline.pcr;
+    merged.root = cmdline.root;
     merged.mirrors = cmdline.mirrors.clone();
     merged.ntp = cmdline.ntp.clone();
     merged.syslog = cmdline.syslog.clone();
@@ -246,6 +250,7 @@ pub fn site(sys: &dyn Sys, pull: &mut PullOptions) -> Result<Option<WyrcanArgs>>
         mirrors: site.mirrors,
         ntp: site.ntp,
         pcr: site.pcr,
+        root: site.root,
         ..WyrcanArgs::default()
     }))
 }
@@ -293,6 +298,9 @@ pub fn with_defaults(args: &WyrcanArgs, site: Option<&WyrcanArgs>) -> WyrcanArgs
     }
     if out.pcr.is_none() {
         out.pcr = site.pcr;
+    }
+    if out.root.is_none() {
+        out.root = site.root;
     }
     // The cmdline's mirrors and NTP servers are tried first, then the site's.
     for m in &site.mirrors {

@@ -112,15 +112,14 @@ impl Loader for Registry {
 
     fn prepare(&self, sys: &dyn Sys, cfg: &BootConfig, progress: &Progress) -> Result<Prepared> {
         let given = cfg.raw.img.as_deref().unwrap_or_default();
-        boot::prepare(
-            sys,
-            given,
-            &cfg.image,
-            &cfg.pull,
-            &cfg.args,
-            Some(&cfg.tpm),
-            progress,
-        )
+        // A squashfs root's stage 2 is this very binary.
+        let next = boot::Next {
+            extra: &cfg.args,
+            tpm: Some(&cfg.tpm),
+            root: cfg.root,
+            stage2: Some(std::path::Path::new("/proc/self/exe")),
+        };
+        boot::prepare(sys, given, &cfg.image, &cfg.pull, &next, progress)
     }
 }
 

@@ -48,7 +48,10 @@ const MOUNTS: &[(&str, &str, &str, Option<&str>)] = &[
 const MOVED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 /// Ours in the initramfs, freed before the switch (the loop device keeps
 /// the squashfs's pages).
-const OURS: [&str; 2] = ["/init", "/wyrcan"];
+const OURS: [&str; 3] = ["/init", "/wyrcan", "/etc"];
+/// The boot record stage 1 appended to the initrd; the booted system
+/// finds it at the same path in its own root.
+const BOOTED: &str = "/etc/wyrcan/booted.json";
 /// The countdown when the config, which sets it, could not be read.
 const COUNTDOWN: u64 = 30;
 /// Symlinks followed to find the init (the kernel's own limit).
@@ -192,6 +195,11 @@ fn steps(
         "give the image an init at that path, or name the right one with init= in the image's kernel arguments",
     )?;
 
+    copy_booted(sys).step(
+        format!("copying {BOOTED} into the image's root"),
+        format!("the image's /etc must be a writable directory, {OR_CPIO}"),
+    )?;
+
     for from in MOVED {
         let to = Path::new(SYSROOT).join(&from[1..]);
         sys.mkdir(&to)
@@ -212,6 +220,21 @@ fn steps(
         format!("starting the image's init {}", cfg.init),
         "it must be a program for this machine, with its interpreter and libraries in the image",
     )
+}
+
+/// [`BOOTED`] into the overlay (its upper layer), when stage 1 wrote one.
+fn copy_booted(sys: &dyn Sys) -> anyhow::Result<()> {
+    let from = Path::new(BOOTED);
+    if !sys.exists(from) {
+        return Ok(());
+    }
+    let bytes = sys.read(from)?;
+    let to = Path::new(SYSROOT).join(&BOOTED[1..]);
+    if let Some(dir) = to.parent() {
+        sys.mkdir(dir)?;
+    }
+    sys.write(&to, &bytes)?;
+    Ok(())
 }
 
 /// The init inside [`SYSROOT`], every symlink on the way resolved as the

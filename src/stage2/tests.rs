@@ -107,6 +107,7 @@ fn the_image_root_is_assembled_and_switched_to() {
             "move_mount /run /sysroot/run",
             "remove /init",
             "remove /wyrcan",
+            "remove /etc",
             "switch_root /sysroot /sbin/init quiet splash",
             // The fake's switch_root returns, as a real one only does on failure.
             "power Restart",
@@ -123,6 +124,24 @@ fn the_image_root_is_assembled_and_switched_to() {
         "{text}"
     );
     assert!(text.ends_with("<countdown Rebooting 7>"), "{text}");
+}
+
+#[test]
+fn the_boot_record_moves_into_the_new_root() {
+    let sys = machine(&config());
+    sys.put(BOOTED, b"{\"reference\":\"x\"}");
+    let (_, calls) = boot(&sys);
+    let at = |c: &str| {
+        calls
+            .iter()
+            .position(|x| x == c)
+            .unwrap_or_else(|| panic!("{c}: {calls:?}"))
+    };
+    assert!(at("write /sysroot/etc/wyrcan/booted.json") < at("move_mount /dev /sysroot/dev"));
+    assert_eq!(
+        sys.get("/sysroot/etc/wyrcan/booted.json").as_deref(),
+        Some(&b"{\"reference\":\"x\"}"[..])
+    );
 }
 
 #[test]

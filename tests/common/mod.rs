@@ -360,3 +360,67 @@ pub fn keep_for_debugging(path: &Path) -> PathBuf {
     let _ = fs::copy(path, &kept);
     kept
 }
+
+/// The oracle of `--root squashfs`: the kernel output holds
+/// `kernel_bytes`; the squashfs extracted by `unsquashfs` equals umoci's
+/// rootfs of `image` minus `kernel_path`; the second archive holds the
+/// stage 2 (`stage2`'s bytes as `/init`), its config naming the image's
+/// init, and the `modules` it lists.
+pub fn check_squashfs_initrd(
+    image: &Image,
+    outputs: &Outputs,
+    kernel_path: &str,
+    kernel_bytes: &[u8],
+    stage2: &Path,
+    modules: &[&str],
+) {
+    let kernel = fs::read(outputs.kernel()).expect("reading the kernel output");
+    assert!(
+        kernel == kernel_bytes,
+        "the kernel output is not /{kernel_path}"
+    );
+    let parts = oracle::squash_initrd(&outputs.initrd());
+    assert!(
+        parts.files.get("init") == Some(&fs::read(stage2).unwrap()),
+        "/init of the initrd is not the stage-2 binary; entries: {:?}",
+        parts.files.keys().collect::<Vec<_>>()
+    );
+    let config: serde_json::Value = serde_json::from_slice(
+        parts
+            .files
+            .get("wyrcan/stage2.json")
+            .expect("wyrcan/stage2.json in the initrd"),
+    )
+    .expect("stage2.json is JSON");
+    assert_eq!(config["root"], "/wyrcan/root.squashfs", "{config}");
+    let listed: Vec<String> = config["modules"]
+        .as_array()
+        .expect("modules")
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, modules, "{config}");
+    for m in modules {
+        assert!(
+            parts.files.contains_key(m.trim_start_matches('/')),
+            "{m} listed but not in the initrd"
+        );
+    }
+    assert!(
+        parts.files.contains_key("dev/console"),
+        "no dev/console: the stage 2 would start without a console"
+    );
+    let rootfs = oracle::umoci_rootfs(image);
+    let mut expected = oracle::snapshot(rootfs.path());
+    let extracted = oracle::unsquashfs(&parts.squashfs);
+    let mut actual = oracle::snapshot(extracted.path());
+    oracle::forget_symlink_mtimes(&mut expected);
+    oracle::forget_symlink_mtimes(&mut actual);
+    if let Err(e) = oracle::compare(&expected, &actual, &[kernel_path]) {
+        let kept = keep_for_debugging(&outputs.initrd());
+        panic!(
+            "the squashfs differs from umoci's rootfs (minus /{kernel_path}):\n{e}\n(initrd kept at {})",
+            kept.display()
+        );
+    }
+}

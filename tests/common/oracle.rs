@@ -448,3 +448,89 @@ pub fn compare(expected: &Snapshot, actual: &Snapshot, ignore: &[&str]) -> Resul
         ))
     }
 }
+
+/// The pieces of a squashfs-root initrd (`--root squashfs`): the
+/// squashfs of its first, plain archive, and the entries of the
+/// compressed archives after it, as the kernel would apply them.
+pub struct SquashInitrd {
+    /// `wyrcan/root.squashfs`.
+    pub squashfs: Vec<u8>,
+    /// Every other entry of the whole initrd: name → data.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Splits an initrd written with `--root squashfs`.
+pub fn squash_initrd(path: &Path) -> SquashInitrd {
+    let data = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        data.starts_with(b"070701"),
+        "a squashfs-root initrd starts with a plain newc archive"
+    );
+    let mut files = BTreeMap::new();
+    let mut squashfs = None;
+    let mut at = 0usize;
+    // The plain archive, up to its trailer.
+    loop {
+        let hex = |o: usize| {
+            u32::from_str_radix(std::str::from_utf8(&data[at + o..at + o + 8]).unwrap(), 16)
+                .unwrap() as usize
+        };
+        assert_eq!(&data[at..at + 6], b"070701", "newc magic at {at}");
+        let (size, namesize) = (hex(54), hex(94));
+        let name = String::from_utf8(data[at + 110..at + 110 + namesize - 1].to_vec()).unwrap();
+        let start = (at + 110 + namesize + 3) & !3;
+        let end = start + size;
+        at = (end + 3) & !3;
+        if name == "TRAILER!!!" {
+            break;
+        }
+        if name == "wyrcan/root.squashfs" {
+            squashfs = Some(data[start..end].to_vec());
+        }
+    }
+    while at < data.len() && data[at] == 0 {
+        at += 1;
+    }
+    // The compressed archives after it, through GNU cpio.
+    let rest = tempfile::NamedTempFile::new().unwrap();
+    fs::write(rest.path(), &data[at..]).unwrap();
+    let (_dir, cpio) = cpio_file(rest.path());
+    let listed = run(Command::new("cpio")
+        .args(["-t", "--quiet"])
+        .stdin(fs::File::open(&cpio).unwrap()));
+    let out = tempfile::tempdir().unwrap();
+    run(Command::new("cpio")
+        .args(["-idmu", "--no-absolute-filenames", "--quiet"])
+        .current_dir(out.path())
+        .stdin(fs::File::open(&cpio).unwrap()));
+    for name in String::from_utf8_lossy(&listed.stdout).lines() {
+        let p = out.path().join(name);
+        if p.is_file() {
+            files.insert(name.to_string(), fs::read(&p).unwrap());
+        } else {
+            files.insert(name.to_string(), Vec::new());
+        }
+    }
+    SquashInitrd {
+        squashfs: squashfs.expect("no wyrcan/root.squashfs in the plain archive"),
+        files,
+    }
+}
+
+/// The tree `unsquashfs` extracts from `image` (as root: owners and
+/// devices kept).
+pub fn unsquashfs(image: &[u8]) -> Tree {
+    let dir = tempfile::Builder::new()
+        .prefix("wyrcan-unsquashfs-")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("root.squashfs");
+    fs::write(&file, image).unwrap();
+    let root = dir.path().join("root");
+    run(Command::new("unsquashfs")
+        .args(["-no-progress", "-quiet", "-d"])
+        .arg(&root)
+        .arg(&file)
+        .stdin(Stdio::null()));
+    Tree { _dir: dir, root }
+}

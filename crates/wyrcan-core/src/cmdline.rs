@@ -163,6 +163,41 @@ pub enum EfiAction {
     Clear,
 }
 
+/// How the next boot holds the image's tree (`wyrcan.root`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootForm {
+    /// The tree unpacked into the initramfs (the default): every byte in RAM.
+    #[default]
+    Cpio,
+    /// The tree as one compressed squashfs in the initramfs, loop-mounted
+    /// under a tmpfs overlay by a stage-2 init: about a third of the RAM.
+    Squashfs,
+    /// `Cpio` when it fits in RAM, else `Squashfs`.
+    Auto,
+}
+
+impl RootForm {
+    /// The cmdline spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootForm::Cpio => "cpio",
+            RootForm::Squashfs => "squashfs",
+            RootForm::Auto => "auto",
+        }
+    }
+
+    /// Parse `cpio`, `squashfs` or `auto`.
+    pub fn parse(s: &str) -> Option<RootForm> {
+        match s {
+            "cpio" => Some(RootForm::Cpio),
+            "squashfs" => Some(RootForm::Squashfs),
+            "auto" => Some(RootForm::Auto),
+            _ => None,
+        }
+    }
+}
+
 /// Everything Wyrcan reads from the kernel command line. `Debug` masks
 /// the proxy's password.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -185,6 +220,8 @@ pub struct WyrcanArgs {
     pub pcr: Option<u32>,
     /// `wyrcan.tpm=required`: refuse to boot without a TPM.
     pub tpm_required: bool,
+    /// `wyrcan.root`: how the next boot holds the tree (the last one wins).
+    pub root: Option<RootForm>,
     /// `ip=`: network configuration, one entry per occurrence.
     pub ip: Vec<String>,
     /// `nameserver=`: DNS servers, in order.
@@ -222,6 +259,7 @@ impl fmt::Debug for WyrcanArgs {
             mirrors,
             pcr,
             tpm_required,
+            root,
             ip,
             nameservers,
             ifname,
@@ -241,6 +279,7 @@ impl fmt::Debug for WyrcanArgs {
             .field("mirrors", mirrors)
             .field("pcr", pcr)
             .field("tpm_required", tpm_required)
+            .field("root", root)
             .field("ip", ip)
             .field("nameservers", nameservers)
             .field("ifname", ifname)
@@ -259,7 +298,7 @@ impl fmt::Debug for WyrcanArgs {
 pub enum CmdlineError {
     /// A `wyrcan.*` / `wyr.*` key Wyrcan does not know (probably a typo).
     #[error(
-        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure, wyrcan.proxy, wyrcan.mirror, wyrcan.pcr, wyrcan.tpm, wyrcan.ntp, wyrcan.syslog and wyrcan.debug, each also spelled wyr.*)"
+        "unknown kernel argument {key:?} (wyrcan knows wyrcan.img, wyrcan.arg, wyrcan.efi, wyrcan.insecure, wyrcan.proxy, wyrcan.mirror, wyrcan.pcr, wyrcan.tpm, wyrcan.root, wyrcan.ntp, wyrcan.syslog and wyrcan.debug, each also spelled wyr.*)"
     )]
     UnknownKey {
         /// The key as written.
@@ -399,6 +438,14 @@ impl WyrcanArgs {
                             })
                         }
                     };
+                }
+                "root" => {
+                    let v = need("squashfs")?;
+                    out.root = Some(RootForm::parse(&v).ok_or(CmdlineError::InvalidValue {
+                        key,
+                        value: v,
+                        expected: "use cpio (unpacked, the default), squashfs (compressed, about a third of the RAM) or auto (squashfs when cpio does not fit)",
+                    })?);
                 }
                 "efi" => {
                     let v = need("write")?;

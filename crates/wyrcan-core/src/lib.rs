@@ -11,6 +11,7 @@ pub mod dhcp6;
 pub mod digest;
 pub mod dns;
 pub mod efivar;
+pub mod elf;
 pub mod ipconfig;
 pub mod kernel;
 pub mod manifest;

@@ -72,6 +72,9 @@ pub struct SiteConfig {
     /// The TPM PCR measured into (`wyrcan.pcr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcr: Option<u32>,
+    /// How the next boot holds the tree (`wyrcan.root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<crate::cmdline::RootForm>,
 }
 
 /// Why a site configuration cannot be used.
@@ -303,6 +306,7 @@ mod tests {
                 mirrors: vec!["docker.io=http://cache.lan:5000".into()],
                 ntp: vec!["time.lan".into()],
                 pcr: Some(15),
+                root: Some(crate::cmdline::RootForm::Squashfs),
             },
             auth: Some(br#"{"auths":{"reg.lan":{"auth":"dXNlcjpwYXNzd29yZA=="}}}"#.to_vec()),
             cas: vec![("site.pem".into(), b"-----BEGIN CERTIFICATE-----\n".to_vec())],

@@ -362,6 +362,21 @@ fn tpm_settings() {
 }
 
 #[test]
+fn root_forms() {
+    let a = WyrcanArgs::from_cmdline("wyrcan.root=cpio wyr.root=squashfs").unwrap();
+    assert_eq!(a.root, Some(RootForm::Squashfs));
+    assert_eq!(WyrcanArgs::from_cmdline("").unwrap().root, None);
+    let a = WyrcanArgs::from_cmdline("wyrcan.root=auto").unwrap();
+    assert_eq!(a.root.map(RootForm::as_str), Some("auto"));
+    let e = WyrcanArgs::from_cmdline("wyrcan.root=erofs").unwrap_err();
+    assert!(e.to_string().contains("squashfs"), "{e}");
+    assert!(matches!(
+        WyrcanArgs::from_cmdline("wyrcan.root"),
+        Err(CmdlineError::MissingValue { .. })
+    ));
+}
+
+#[test]
 fn debug_masks_the_proxy_password() {
     let args =
         WyrcanArgs::from_cmdline("wyrcan.img=x wyrcan.proxy=http://me:hunter2@p.lan:3128").unwrap();

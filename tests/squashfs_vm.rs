@@ -109,24 +109,24 @@ fn squashfs_root_boots_under_an_overlay_and_nothing_of_wyrcan_stays() {
     vm.wait_for("CONTAINER-MARKER squash", BOOT);
     vm.wait_for("CONTAINER-DONE", Duration::from_secs(60));
     let (_, release) = test_kernel();
-    assert_eq!(vm.printed("UNAME"), release);
-    let root = vm.printed("ROOTMNT");
+    assert_eq!(vm.printed("UNAME="), release);
+    let root = vm.printed("ROOTMNT=");
     assert!(
         root.starts_with("overlay / overlay") && root.contains("lowerdir=/run/wyrcan/lower"),
         "/ is not the overlay: {root}"
     );
-    let lower = vm.printed("LOWER");
+    let lower = vm.printed("LOWER=");
     assert!(
         lower.starts_with("/dev/loop") && lower.contains(" squashfs ro"),
         "the lower layer is not a read-only squashfs on a loop device: {lower}"
     );
-    assert_eq!(vm.printed("WRITE"), "written");
+    assert_eq!(vm.printed("WRITE="), "written");
     // The image's /init runs as PID 1: the stage 2 exec'd it.
-    assert_eq!(vm.printed("PID1").trim(), "/bin/sh /init");
+    assert_eq!(vm.printed("PID1=").trim(), "/bin/sh /init");
     assert!(
-        vm.printed("BOOTED").contains("e2e/squash:v1"),
+        vm.printed("BOOTED=").contains("e2e/squash:v1"),
         "booted.json did not reach the new root: {}",
-        vm.printed("BOOTED")
+        vm.printed("BOOTED=")
     );
     let log = vm.log();
     assert!(
@@ -166,7 +166,7 @@ fn auto_takes_squashfs_when_the_unpacked_image_does_not_fit() {
     assert!(said.contains("wyrcan.root=auto"), "{said}");
     vm.wait_for("CONTAINER-MARKER auto", BOOT);
     vm.wait_for("CONTAINER-DONE", Duration::from_secs(60));
-    assert!(vm.printed("ROOTMNT").starts_with("overlay / overlay"));
+    assert!(vm.printed("ROOTMNT=").starts_with("overlay / overlay"));
     vm.assert_no_panic();
 }
 
@@ -236,11 +236,16 @@ fn append_plain(initrd: &Path, files: &[(&str, &[u8])]) {
         entry(name, 0o100644, data);
     }
     entry("TRAILER!!!", 0, b"");
+    // The kernel takes a plain archive only at a 4-byte aligned offset of
+    // the initrd; zeros before it are skipped.
+    let len = std::fs::metadata(initrd).unwrap().len() as usize;
+    let mut padded = vec![0u8; (4 - len % 4) % 4];
+    padded.extend(out);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(initrd)
         .unwrap();
-    f.write_all(&out).unwrap();
+    f.write_all(&padded).unwrap();
 }
 
 /// Boots `kernel` + `initrd` directly and returns the console once the

@@ -440,8 +440,24 @@ fn morph_squashfs(reg: &Registry, repo: &str, image: &Image) -> Outputs {
 fn squashfs_root_matches_the_oracle() {
     // Every flattening case at once: whiteouts, type changes, hard links,
     // devices, Go-style headers, long names.
+    // Big files go through the compression pool: compressible, holed with
+    // a zero block, and incompressible, each with a tail.
+    let text: Vec<u8> = b"squashfs pool block\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(1_100_000)
+        .collect();
+    let mut holed = vec![0u8; 131_072];
+    holed.extend(&text[..131_072 + 300]);
+    let big = Layer::new(vec![
+        Entry::dir("big"),
+        Entry::file("big/text", text.clone()),
+        Entry::file("big/holed", holed),
+        Entry::file("big/noise", noise(700_001, 9)),
+    ]);
     let image = oci(
-        vec![base("sq"), builtin_modules_layer()],
+        vec![base("sq"), builtin_modules_layer(), big],
         vec![
             whiteout_layers(),
             type_change_layers(),

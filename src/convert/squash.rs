@@ -20,7 +20,7 @@
 //! dependencies) is only known from `modules.dep`, itself in the image.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use wyrcan_core::cpio;
 use wyrcan_core::kernel::InitArg;
 use wyrcan_core::modules::ModuleIndex;
-use wyrcan_core::squashfs::{self, Codec, Compress, Extent, Finished};
+use wyrcan_core::squashfs::{self, Codec, Compress, Extent, FileData, Finished};
 use wyrcan_core::stage2::{Stage2Config, CONFIG_PATH};
 use wyrcan_core::tree::{Meta, NodeInfo, Plan, Sink, Special, Tree};
 
@@ -135,7 +135,15 @@ pub fn write(
     )
     .context("starting the squashfs")?;
     let side = SideOutputs::new(Some(out.kernel));
-    emit(tree, plan, layers, &mut writer, &side, image)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers > 1 {
+        std::thread::scope(|s| -> Result<()> {
+            let mut pooled = Pooled::start(s, &mut writer, workers)?;
+            emit(tree, plan, layers, &mut pooled, &side, image)
+        })?;
+    } else {
+        emit(tree, plan, layers, &mut writer, &side, image)?;
+    }
     let finished = writer
         .finish()
         .with_context(|| format!("finishing the squashfs of {image}"))?;
@@ -197,6 +205,161 @@ pub fn write(
         squashfs_len,
         modules: modules.into_iter().map(|(p, _)| p).collect(),
     })
+}
+
+/// A block for the pool: its number in the file, the raw bytes.
+type Job = (usize, Vec<u8>);
+/// Back from the pool: its number, the bytes to store, whether compressed,
+/// the raw buffer to reuse.
+type Done = (usize, io::Result<(Vec<u8>, bool)>, Vec<u8>);
+
+/// The squashfs writer as a [`Sink`] whose full data blocks are compressed
+/// by a pool of threads while this one reads on: a big file's blocks are
+/// compressed on every core and appended in order (a file's blocks must
+/// be contiguous). Tails go into fragments, which the writer compresses
+/// itself. At most twice the pool's size of blocks are in flight.
+struct Pooled<'w, W: Write + Seek> {
+    writer: &'w mut squashfs::Writer<W>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    done: std::sync::mpsc::Receiver<Done>,
+    depth: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+impl<'w, W: Write + Seek> Pooled<'w, W> {
+    fn start<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        writer: &'w mut squashfs::Writer<W>,
+        workers: usize,
+    ) -> Result<Self> {
+        let depth = 2 * workers;
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(depth);
+        let (results, done) = std::sync::mpsc::channel::<Done>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..workers {
+            let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).context("starting zstd")?;
+            let (queue, results) = (queue.clone(), results.clone());
+            scope.spawn(move || loop {
+                let job = queue.lock().map(|q| q.recv());
+                let Ok(Ok((i, raw))) = job else { return };
+                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+                let r = zstd
+                    .compress_to_buffer(&raw[..], &mut out)
+                    .map(|_| out)
+                    // Not smaller: squashfs stores the block raw.
+                    .map(|c| {
+                        if c.len() < raw.len() {
+                            (c, true)
+                        } else {
+                            (raw.clone(), false)
+                        }
+                    });
+                if results.send((i, r, raw)).is_err() {
+                    return;
+                }
+            });
+        }
+        Ok(Pooled {
+            writer,
+            jobs,
+            done,
+            depth,
+            spare: Vec::new(),
+        })
+    }
+
+    /// Append results in block order until at most `keep` are in flight.
+    fn drain(
+        &mut self,
+        f: &mut FileData,
+        next: &mut usize,
+        sent: usize,
+        keep: usize,
+        early: &mut std::collections::BTreeMap<usize, (Vec<u8>, bool)>,
+    ) -> io::Result<()> {
+        let bs = self.writer.block_size();
+        while sent - *next > keep {
+            while let Some((stored, compressed)) = early.remove(next) {
+                self.writer.add_block(f, &stored, compressed, bs)?;
+                *next += 1;
+            }
+            if sent - *next <= keep {
+                break;
+            }
+            let (i, r, raw) = self
+                .done
+                .recv()
+                .map_err(|_| io::Error::other("a squashfs compression thread stopped"))?;
+            self.spare.push(raw);
+            early.insert(i, r?);
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write + Seek> Sink for Pooled<'_, W> {
+    fn dir(&mut self, path: &[u8], meta: &Meta) -> io::Result<()> {
+        Sink::dir(self.writer, path, meta)
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &Meta) -> io::Result<()> {
+        Sink::symlink(self.writer, path, target, meta)
+    }
+
+    fn special(&mut self, path: &[u8], kind: Special, meta: &Meta) -> io::Result<()> {
+        Sink::special(self.writer, path, kind, meta)
+    }
+
+    fn file(
+        &mut self,
+        paths: &[Vec<u8>],
+        meta: &Meta,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> io::Result<()> {
+        let bs = u64::from(self.writer.block_size());
+        // Small files are all tail: nothing for the pool.
+        if size < bs || paths.is_empty() {
+            return Sink::file(self.writer, paths, meta, size, data);
+        }
+        let what = || String::from_utf8_lossy(&paths[0]).into_owned();
+        let mut f = self.writer.begin_file();
+        let (mut sent, mut next) = (0usize, 0usize);
+        let mut early = std::collections::BTreeMap::new();
+        let mut left = size;
+        while left >= bs {
+            let mut raw = self.spare.pop().unwrap_or_default();
+            raw.resize(bs as usize, 0);
+            data.read_exact(&mut raw)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", what())))?;
+            left -= bs;
+            if raw.iter().all(|&b| b == 0) {
+                // Everything before it must be appended first.
+                self.drain(&mut f, &mut next, sent, 0, &mut early)?;
+                self.writer.add_sparse_block(&mut f, bs as u32);
+                self.spare.push(raw);
+                sent += 1;
+                next += 1;
+                continue;
+            }
+            self.jobs
+                .send((sent, raw))
+                .map_err(|_| io::Error::other("the squashfs compression threads stopped"))?;
+            sent += 1;
+            let depth = self.depth;
+            self.drain(&mut f, &mut next, sent, depth, &mut early)?;
+        }
+        self.drain(&mut f, &mut next, sent, 0, &mut early)?;
+        if left > 0 {
+            let mut tail = vec![0u8; left as usize];
+            data.read_exact(&mut tail)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", what())))?;
+            self.writer.add_tail(&mut f, &tail)?;
+        }
+        self.writer
+            .file(paths, meta, f)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    }
 }
 
 /// Offset of the 8-digit size field in a newc header (magic and six

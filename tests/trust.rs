@@ -115,6 +115,7 @@ fn signed_image_is_accepted_and_the_verdict_names_rule_key_and_identity() {
     assert_eq!(r["kernel"]["path"], "/boot/vmlinuz-6.1", "{r}");
     assert_eq!(r["cmdline"], "console=ttyS0", "{r}");
     assert!(r["ram_needed"].as_u64().unwrap() > 128 << 20);
+    assert!(r["ram_needed_squashfs"].as_u64().unwrap() > 192 << 20);
 
     // morph with the policy: the verdict is in booted.json.
     let outputs = Outputs::new();

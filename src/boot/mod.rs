@@ -59,7 +59,7 @@ pub enum RootFs {
 /// image is the one outcome that must never happen: the kernel would run
 /// `/init` anyway with files missing.
 pub fn memory_plan(ram_total: u64, unpacked: u64, initrd: u64) -> Result<RootFs, String> {
-    let need = unpacked + initrd + KERNEL_OVERHEAD;
+    let need = cpio_ram(unpacked, initrd);
     if need > ram_total {
         return Err(format!(
             "the image unpacks to {} and its initrd is about {}: the next boot needs at least {} of RAM, this machine has {}. \
@@ -273,7 +273,7 @@ pub fn choose_compression(
 /// the file the kernel unpacks from it exist together for a moment, and
 /// the booted system needs room for the page cache of what it reads.
 pub fn squashfs_plan(ram_total: u64, squashfs: u64) -> Result<(), String> {
-    let need = 2 * squashfs + KERNEL_OVERHEAD + SQUASHFS_WORKING_SET;
+    let need = squashfs_ram(squashfs);
     if need > ram_total {
         return Err(format!(
             "as a squashfs root (about {}) the next boot needs at least {} of RAM, this machine has {}. \
@@ -284,6 +284,16 @@ pub fn squashfs_plan(ram_total: u64, squashfs: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// RAM a squashfs root of `squashfs` bytes needs at least (see [`squashfs_plan`]).
+pub fn squashfs_ram(squashfs: u64) -> u64 {
+    2 * squashfs + KERNEL_OVERHEAD + SQUASHFS_WORKING_SET
+}
+
+/// RAM the unpacked (cpio) form needs at least (see [`memory_plan`]).
+pub fn cpio_ram(unpacked: u64, initrd: u64) -> u64 {
+    unpacked + initrd + KERNEL_OVERHEAD
 }
 
 /// What the booted system of a squashfs root needs beyond the squashfs:

@@ -71,6 +71,10 @@ pub struct Report {
     /// unpacks (counted as the compressed layers' size) and 128 MiB for the
     /// kernel itself.
     pub ram_needed: Option<u64>,
+    /// The same as a squashfs root (`wyrcan.root=squashfs`): twice the
+    /// squashfs (counted as the compressed layers' size), 128 MiB for the
+    /// kernel and 64 MiB of working set.
+    pub ram_needed_squashfs: Option<u64>,
 }
 
 /// One layer.
@@ -105,10 +109,6 @@ pub struct PolicyReport {
     /// Why not, when rejected.
     pub reason: Option<String>,
 }
-
-/// What the kernel itself takes before it unpacks the initrd (as
-/// `boot::memory_plan` counts it).
-const KERNEL_OVERHEAD: u64 = 128 << 20;
 
 /// Run `wyrcan inspect`. An image the policy rejects is reported, then
 /// the command fails.
@@ -168,6 +168,7 @@ pub fn run(a: InspectArgs, progress: &Progress) -> Result<()> {
         cmdline: None,
         unpacked: None,
         ram_needed: None,
+        ram_needed_squashfs: None,
     };
     if !a.no_kernel && !rejected {
         let scratch = match &opts.tmpdir {
@@ -202,7 +203,8 @@ pub fn run(a: InspectArgs, progress: &Progress) -> Result<()> {
             &|_| {},
         )?;
         let unpacked = out.stats.bytes.saturating_sub(out.kernel.size);
-        report.ram_needed = Some(unpacked + download + KERNEL_OVERHEAD);
+        report.ram_needed = Some(crate::boot::cpio_ram(unpacked, download));
+        report.ram_needed_squashfs = Some(crate::boot::squashfs_ram(download));
         report.unpacked = Some(unpacked);
         report.cmdline = Some(out.image_cmdline);
         report.kernel = Some(Kernel {
@@ -274,6 +276,13 @@ fn write_text(r: &Report, out: &mut dyn Write) -> Result<()> {
             out,
             "memory:    unpacks to {}; the boot needs at least {} of RAM",
             human(u),
+            human(ram)
+        )?;
+    }
+    if let Some(ram) = r.ram_needed_squashfs {
+        writeln!(
+            out,
+            "           as a squashfs root (wyrcan.root=squashfs) about {}",
             human(ram)
         )?;
     }

@@ -10,8 +10,8 @@
 //! The other examples cannot be built here (their distributions' mirrors
 //! are unreachable); `scripts/check-examples` checks them statically.
 //!
-//! Both images are built once, by whichever test comes first; the boots
-//! then run in parallel (one TCG vCPU each). They need `out/` from
+//! Both images are built once, at the same time, by whichever test comes
+//! first; the boots then run in parallel (one TCG vCPU each). They need `out/` from
 //! `scripts/build-bootenv`, buildah, debootstrap and the Debian mirror, so
 //! they are `#[ignore]`d for a plain `cargo test`; `scripts/test` runs them
 //! with `--include-ignored`.
@@ -44,21 +44,31 @@ fn registry() -> &'static Registry {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     let registry = shared();
     let done = DONE.get_or_init(|| {
+        // Both at once: much of a build is waiting for the mirror (and, on
+        // a cold cache, debootstrap), so the two overlap well on 2 cores.
+        let mut builds = Vec::new();
         for (distro, format) in BUILT {
             let target = format!("{}/{}", registry.addr(), repository(distro));
-            let status = Command::new(repo().join("scripts/build-example"))
+            let child = Command::new(repo().join("scripts/build-example"))
                 .args([distro, "--marker", "--format", format])
                 .args(["--build-arg", "KERNEL=linux-image-cloud-amd64"])
                 .args(["--push", &target, "--insecure"])
-                .status()
-                .map_err(|e| format!("running scripts/build-example: {e}"))?;
-            if !status.success() {
-                return Err(format!(
-                    "scripts/build-example {distro} failed ({status}): see its output above"
-                ));
+                .spawn();
+            builds.push((distro, child));
+        }
+        let mut failed = Vec::new();
+        for (distro, child) in builds {
+            match child.and_then(|mut c| c.wait()) {
+                Ok(status) if status.success() => {}
+                Ok(status) => failed.push(format!("scripts/build-example {distro}: {status}")),
+                Err(e) => failed.push(format!("scripts/build-example {distro}: {e}")),
             }
         }
-        Ok(())
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} (see the output above)", failed.join("; ")))
+        }
     });
     if let Err(why) = done {
         panic!("{why}");

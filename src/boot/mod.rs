@@ -148,7 +148,7 @@ pub fn prepare(
     let initrd_out = initrd.try_clone()?;
     let mut unpacked = 0;
     let bar = progress.counter("writing the initrd");
-    let mut chosen = OutputCompression::Zstd;
+    let mut chosen = OutputCompression::ZSTD;
     let converted = convert::convert(
         &mut pulled.layers,
         &reference,
@@ -244,7 +244,7 @@ pub fn choose_compression(
     compressed: u64,
 ) -> Result<OutputCompression, String> {
     memory_plan(ram_total, unpacked, compressed)?;
-    Ok(OutputCompression::Zstd)
+    Ok(OutputCompression::ZSTD)
 }
 
 /// `kexec_file_load` reads the initrd into a kernel buffer and then copies
@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(memory_plan(g, 400 * MIB, 50 * MIB), Ok(RootFs::Tmpfs));
         assert_eq!(
             choose_compression(4 * g, 500 * MIB, 200 * MIB),
-            Ok(OutputCompression::Zstd)
+            Ok(OutputCompression::ZSTD)
         );
         assert!(choose_compression(g, 900 * MIB, 300 * MIB).is_err());
     }

@@ -108,9 +108,9 @@ pub fn append(
     )?;
     let cpio = w.finish()?;
     let bytes = match compression {
-        OutputCompression::Zstd => zstd::encode_all(&cpio[..], 3)?,
-        OutputCompression::Gzip => {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        OutputCompression::Zstd(level) => zstd::encode_all(&cpio[..], level)?,
+        OutputCompression::Gzip(level) => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
             gz.write_all(&cpio)?;
             gz.finish()?
         }

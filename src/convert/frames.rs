@@ -29,11 +29,12 @@ const _: () = assert!(((MAX_LAYERS as u64) + 1) << 22 < u32::MAX as u64);
 /// Uncompressed cpio bytes a frame collects before it is cut, at the next
 /// entry boundary, and handed to a compressor.
 const FRAME_RAW: usize = 2 << 20;
-/// A frame that outgrows this inside one entry (a big file) is not
-/// buffered further: its thread takes the output and streams the rest of
-/// the entry through an encoder into it (zstd's on every core), so memory
-/// stays bounded whatever the file sizes.
-const STREAM_RAW: usize = 8 << 20;
+/// A frame's buffer, allocated once and never grown: a frame that would
+/// outgrow it inside one entry (a big file) is not buffered further, its
+/// thread takes the output and streams the rest of the entry through an
+/// encoder into it (zstd's on every core), so memory stays a few buffers
+/// per core whatever the file sizes.
+const STREAM_RAW: usize = 4 << 20;
 /// zstd's job size when a big entry is compressed by several threads:
 /// small enough that a 10 MiB file is split among them.
 const ZSTD_JOB: u32 = 2 << 20;
@@ -83,12 +84,11 @@ impl Frames<'_> {
 
     fn buffer(&self) -> Vec<u8> {
         let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        spare.unwrap_or_else(|| Vec::with_capacity(FRAME_RAW + FRAME_RAW / 4))
+        spare.unwrap_or_else(|| Vec::with_capacity(STREAM_RAW))
     }
 
     fn recycle(&self, mut raw: Vec<u8>) {
-        // A buffer that grew for a big entry is not kept.
-        if raw.capacity() <= 2 * FRAME_RAW {
+        if raw.capacity() == STREAM_RAW {
             raw.clear();
             self.spare
                 .lock()
@@ -289,7 +289,7 @@ impl<'a> FrameWriter<'a> {
         let held = Held(self.frames.output());
         let mut stream = Stream::new(self.frames.kind, held, self.frames.threads)?;
         stream.writer().write_all(&self.raw)?;
-        self.raw = Vec::new();
+        self.frames.recycle(std::mem::take(&mut self.raw));
         self.stream = Some(stream);
         Ok(())
     }
@@ -303,10 +303,11 @@ impl Write for FrameWriter<'_> {
         if self.raw.capacity() == 0 {
             self.raw = self.frames.buffer();
         }
-        self.raw.extend_from_slice(data);
-        if self.raw.len() >= STREAM_RAW {
+        if self.raw.len() + data.len() > STREAM_RAW {
             self.start_stream()?;
+            return self.write(data);
         }
+        self.raw.extend_from_slice(data);
         Ok(data.len())
     }
 

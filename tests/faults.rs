@@ -162,6 +162,33 @@ fn corrupt_layer_blob_fails_naming_the_layer() {
     out.assert_nothing_left();
 }
 
+/// A layer whose first download is corrupt is downloaded again; the index
+/// built while the bad bytes arrived is thrown away with its share of
+/// `--max-entries` (exactly the image's 7 entries here), and the result is
+/// exactly the image.
+#[test]
+fn corrupt_layer_once_starts_over_and_discards_its_index() {
+    let img = image("corrupt-once");
+    let layer = big_layer(&img);
+    let proxy = Proxy::start_only(&registry::shared().addr(), Mode::CorruptBlobOnce, &layer);
+    push(registry::shared(), "faults/corrupt-once", "t", &img);
+    let out = Outputs::new();
+    let res = morph(
+        &proxy.addr(),
+        &reference(&proxy.addr(), "faults/corrupt-once", "t"),
+        &out,
+        &["--max-entries", "7"],
+    );
+    assert_success(&res, "corrupt once");
+    out.assert_exactly_outputs();
+    check_initrd(&img, &out, KPATH, &kernel("corrupt-once"));
+    let seen = proxy.seen();
+    assert!(
+        seen.iter().any(|s| s.action == "corrupt"),
+        "the proxy never corrupted the layer: {seen:?}"
+    );
+}
+
 #[test]
 fn corrupt_every_blob_fails() {
     let img = image("corrupt-all");

@@ -813,6 +813,47 @@ fn mixed_compressions_in_one_image() {
     );
 }
 
+/// Files bigger than a frame (streamed through zstd's multithreaded
+/// encoder or one gzip member while their thread holds the output), a
+/// hardlink pair among them, and thousands of small files cut into many
+/// frames that the compressor threads append in any order: the same tree
+/// with each compression.
+#[test]
+fn big_files_and_many_frames_in_every_compression() {
+    let mut files = vec![
+        Entry::dir("big"),
+        Entry::file("big/noise", noise(20 << 20, 21)),
+        Entry::file("big/text", "wyrcan frames\n".repeat(800_000)),
+        Entry::hardlink("big/text-link", "big/text"),
+        Entry::dir("small"),
+    ];
+    for i in 0..3000 {
+        files.push(Entry::file(
+            &format!("small/f{i}"),
+            noise(1500 + i % 700, i as u64),
+        ));
+    }
+    let image = Image::oci(vec![
+        base("frames"),
+        Layer::new(files),
+        Layer::new(vec![Entry::whiteout("small/f7")]),
+    ]);
+    let reg = registry::shared();
+    push(reg, "morph/frames", "t", &image);
+    for comp in ["zstd", "gzip", "none"] {
+        let out = Outputs::new();
+        let res = morph(
+            &reg.addr(),
+            &reference(&reg.addr(), "morph/frames", "t"),
+            &out,
+            &["--compression", comp],
+        );
+        assert_success(&res, comp);
+        out.assert_exactly_outputs();
+        check_initrd(&image, &out, KPATH, &kernel("frames"));
+    }
+}
+
 #[test]
 fn docker_v2_manifest() {
     let mut layers = vec![base("docker")];

@@ -163,7 +163,7 @@ pub fn prepare(
     let initrd_out = initrd.try_clone()?;
     let mut unpacked = 0;
     let bar = progress.counter("writing the initrd");
-    let mut chosen = OutputCompression::Zstd;
+    let mut chosen = OutputCompression::ZSTD;
     let converted = convert::convert(
         &mut pulled.layers,
         &reference,
@@ -266,7 +266,7 @@ pub fn choose_compression(
     compressed: u64,
 ) -> Result<OutputCompression, String> {
     memory_plan(ram_total, unpacked, compressed)?;
-    Ok(OutputCompression::Zstd)
+    Ok(OutputCompression::ZSTD)
 }
 
 /// RAM a squashfs root of about `squashfs` bytes needs: the initrd and
@@ -310,7 +310,7 @@ pub fn choose_form(
     root: RootForm,
 ) -> Result<(Form, Option<String>), String> {
     // zstd for both forms, for the reasons of `choose_compression`.
-    let compression = OutputCompression::Zstd;
+    let compression = OutputCompression::ZSTD;
     let squashfs = |note| {
         squashfs_plan(ram_total, compressed).map(|()| {
             (
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(memory_plan(g, 400 * MIB, 50 * MIB), Ok(RootFs::Tmpfs));
         assert_eq!(
             choose_compression(4 * g, 500 * MIB, 200 * MIB),
-            Ok(OutputCompression::Zstd)
+            Ok(OutputCompression::ZSTD)
         );
         assert!(choose_compression(g, 900 * MIB, 300 * MIB).is_err());
     }

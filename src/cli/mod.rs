@@ -121,6 +121,9 @@ pub struct MorphArgs {
     /// The static wyrcan that mounts a squashfs root (default: this one, if static).
     #[arg(long, value_name = "FILE")]
     pub stage2: Option<PathBuf>,
+    /// Compression level [default: 3 for zstd (1–19), 1 for gzip (1–9)].
+    #[arg(long, value_name = "N")]
+    pub level: Option<u32>,
     /// Registry options.
     #[command(flatten)]
     pub pull: PullArgs,
@@ -159,22 +162,42 @@ fn stage2_binary(given: Option<&PathBuf>) -> Result<PathBuf> {
 /// `--compression`: every one of these the Debian kernel unpacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Compression {
-    /// zstd level 3: small and quick to unpack.
+    /// zstd (level 3 unless `--level`): small and quick to unpack.
     Zstd,
-    /// gzip level 6: for kernels built without zstd.
+    /// gzip (level 1 unless `--level`): for kernels built without zstd.
     Gzip,
     /// Plain cpio.
     None,
 }
 
-impl From<Compression> for OutputCompression {
-    fn from(c: Compression) -> Self {
-        match c {
-            Compression::Zstd => OutputCompression::Zstd,
-            Compression::Gzip => OutputCompression::Gzip,
-            Compression::None => OutputCompression::None,
+/// `--compression` with `--level`, checked against the codec's range.
+fn output_compression(c: Compression, level: Option<u32>) -> Result<OutputCompression> {
+    let check = |lo: u32, hi: u32, name: &str| -> Result<()> {
+        match level {
+            Some(l) if !(lo..=hi).contains(&l) => {
+                bail!("--level {l} is out of range for {name}: give {lo} to {hi}")
+            }
+            _ => Ok(()),
         }
-    }
+    };
+    Ok(match c {
+        Compression::Zstd => {
+            check(1, 19, "zstd")?;
+            level.map_or(OutputCompression::ZSTD, |l| {
+                OutputCompression::Zstd(l as i32)
+            })
+        }
+        Compression::Gzip => {
+            check(1, 9, "gzip")?;
+            level.map_or(OutputCompression::GZIP, OutputCompression::Gzip)
+        }
+        Compression::None => {
+            if let Some(l) = level {
+                bail!("--level {l} needs --compression zstd or gzip");
+            }
+            OutputCompression::None
+        }
+    })
 }
 
 /// `wyrcan unpack`.
@@ -227,6 +250,7 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         ),
     };
     let opts = a.pull.options()?;
+    let compression = output_compression(a.compression, a.level)?;
     // Stage the outputs first: a bad output directory fails before a pull.
     let mut staged = Staged::new();
     let k = staged.add(&a.kernel)?;
@@ -251,7 +275,7 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         stage2.as_deref(),
         |_, _| {
             Ok(convert::Form {
-                compression: a.compression.into(),
+                compression,
                 squashfs: a.root == Root::Squashfs,
             })
         },
@@ -269,7 +293,7 @@ fn morph_cmd(a: MorphArgs, progress: &Progress) -> Result<()> {
         cmdline: &out.image_cmdline,
     };
     let record = convert::booted::record(&pulled.resolved, &facts, staged.file(k))?;
-    convert::booted::append(staged.file(i), a.compression.into(), out.etc, &record)?;
+    convert::booted::append(staged.file(i), compression, out.etc, &record)?;
     let kernel_len = out.kernel.size;
     let cpio_size = out.cpio_size;
     if let Some(c) = c {
@@ -388,6 +412,35 @@ mod tests {
         let Cmd::Morph(m) = o.cmd else { panic!() };
         assert_eq!(m.compression, Compression::Gzip);
         assert_eq!(m.pull.insecure, ["127.0.0.1:5000"]);
+    }
+
+    #[test]
+    fn level_maps_onto_the_codec_and_is_range_checked() {
+        let oc = output_compression;
+        assert_eq!(
+            oc(Compression::Zstd, None).unwrap(),
+            OutputCompression::Zstd(3)
+        );
+        assert_eq!(
+            oc(Compression::Gzip, None).unwrap(),
+            OutputCompression::Gzip(1)
+        );
+        assert_eq!(
+            oc(Compression::Zstd, Some(19)).unwrap(),
+            OutputCompression::Zstd(19)
+        );
+        assert_eq!(
+            oc(Compression::Gzip, Some(6)).unwrap(),
+            OutputCompression::Gzip(6)
+        );
+        assert_eq!(
+            oc(Compression::None, None).unwrap(),
+            OutputCompression::None
+        );
+        let e = oc(Compression::Gzip, Some(12)).unwrap_err().to_string();
+        assert!(e.contains("give 1 to 9"), "{e}");
+        assert!(oc(Compression::Zstd, Some(0)).is_err());
+        assert!(oc(Compression::None, Some(1)).is_err());
     }
 
     #[test]

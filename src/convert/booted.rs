@@ -106,20 +106,24 @@ pub fn append(
         json.len() as u64,
         &mut &json[..],
     )?;
-    let cpio = w.finish()?;
-    let bytes = match compression {
-        OutputCompression::Zstd => zstd::encode_all(&cpio[..], 3)?,
-        OutputCompression::Gzip => {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            gz.write_all(&cpio)?;
-            gz.finish()?
-        }
-        // The initrd's own cpio ends 4-byte aligned, as a plain archive must start.
-        OutputCompression::None => cpio,
-    };
+    // Plain, it starts 4-byte aligned: the initrd's own archives end so.
+    let bytes = compress_archive(w.finish()?, compression)?;
     initrd.seek(SeekFrom::End(0))?;
     initrd
         .write_all(&bytes)
         .context("appending /etc/wyrcan/booted.json to the initrd")?;
     Ok(())
+}
+
+/// A small archive compressed as a whole (a last archive, the stage 2's).
+pub(super) fn compress_archive(cpio: Vec<u8>, c: OutputCompression) -> Result<Vec<u8>> {
+    Ok(match c {
+        OutputCompression::Zstd(level) => zstd::encode_all(&cpio[..], level)?,
+        OutputCompression::Gzip(level) => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            gz.write_all(&cpio)?;
+            gz.finish()?
+        }
+        OutputCompression::None => cpio,
+    })
 }

@@ -196,7 +196,7 @@ pub fn write(
         put(&mut w, path, 0o644, bytes)?;
     }
     let cpio = w.finish()?;
-    let packed = compress_archive(&cpio, out.compression)?;
+    let packed = super::booted::compress_archive(cpio, out.compression)?;
     initrd.write_all(&packed).context("writing the initrd")?;
     (out.written)(initrd.stream_position()?);
     let captured = std::mem::take(&mut *side.captured.lock().unwrap_or_else(|e| e.into_inner()));
@@ -405,19 +405,6 @@ fn file_meta(mode: u32) -> Meta {
         mode,
         ..Meta::IMPLIED_DIR
     }
-}
-
-/// One archive compressed as a whole (it is small: the stage 2 and a few modules).
-pub(super) fn compress_archive(cpio: &[u8], c: OutputCompression) -> Result<Vec<u8>> {
-    Ok(match c {
-        OutputCompression::Zstd => zstd::encode_all(cpio, 3)?,
-        OutputCompression::Gzip => {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            gz.write_all(cpio)?;
-            gz.finish()?
-        }
-        OutputCompression::None => cpio.to_vec(),
-    })
 }
 
 /// A dynamically linked Wyrcan would find no C library in the initramfs.

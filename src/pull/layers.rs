@@ -1,5 +1,6 @@
-//! Layers: downloaded in parallel into a scratch directory, each verified
-//! against its digest, then indexed (the first flattening pass).
+//! Layers: downloaded in parallel into a scratch directory and indexed
+//! (the first flattening pass) while they download; an index is used only
+//! once its blob's digest is verified.
 //!
 //! Blobs are kept compressed on local storage between the passes: that is
 //! what makes the digest check happen *before* any byte reaches an output,
@@ -11,6 +12,7 @@ use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -18,8 +20,9 @@ use wyrcan_core::manifest::{Compression, Descriptor};
 use wyrcan_core::tree::{self, LayerEntry};
 
 use super::Resolved;
+use crate::convert::pipe::{pipe, PipeWriter};
 use crate::progress::{human, Progress};
-use crate::registry::Client;
+use crate::registry::{BlobTee, Client};
 
 /// A layer on local storage, verified and indexed.
 pub struct LocalLayer {
@@ -152,18 +155,33 @@ fn fetch_one(
             false,
         ),
     };
-    client
-        .download_blob(desc, &mut file, resume, &|done| bar.set(done))
-        .with_context(|| format!("downloading {what} of {}", r.reference))?;
+    let entries = std::thread::scope(|s| {
+        let mut live = LiveIndex {
+            scope: s,
+            compression,
+            budget,
+            feed: None,
+            indexer: None,
+        };
+        let res =
+            client.download_blob_tee(desc, &mut file, resume, &|done| bar.set(done), &mut live);
+        match res {
+            // Verified: the index heard exactly these bytes.
+            Ok(()) => Ok(live.finish()),
+            Err(e) => {
+                live.restart();
+                Err(e)
+            }
+        }
+    })
+    .with_context(|| format!("downloading {what} of {}", r.reference))?;
     bar.finish();
-    file.rewind().context("rewinding a scratch file")?;
-    let entries = tree::index_layer_bounded(decoder(compression, &mut file)?, budget)
-        .with_context(|| {
-            format!(
-                "reading {what} of {} (a {:?} tar)",
-                r.reference, compression
-            )
-        })?;
+    let entries = entries.with_context(|| {
+        format!(
+            "reading {what} of {} (a {:?} tar)",
+            r.reference, compression
+        )
+    })?;
     tracing::info!(
         "{what}: {} entries, {} in {:.1?}",
         entries.len(),
@@ -177,4 +195,67 @@ fn fetch_one(
         file,
         entries,
     })
+}
+
+/// The first pass run while a layer downloads: the bytes landing in the
+/// scratch file are also piped into a thread that inflates and indexes
+/// them. A start over of the download throws that index away (its
+/// entries go back to the budget) and starts a new one on the new bytes.
+struct LiveIndex<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    compression: Compression,
+    budget: &'env AtomicU64,
+    feed: Option<PipeWriter>,
+    indexer: Option<ScopedJoinHandle<'scope, Result<Vec<LayerEntry>>>>,
+}
+
+impl LiveIndex<'_, '_> {
+    /// The index of every byte heard, once the download is verified.
+    fn finish(mut self) -> Result<Vec<LayerEntry>> {
+        if self.indexer.is_none() {
+            // An empty blob: nothing was heard.
+            self.start();
+        }
+        drop(self.feed.take());
+        match self.indexer.take().map(|h| h.join()) {
+            Some(Ok(res)) => res,
+            _ => bail!("the indexing thread panicked"),
+        }
+    }
+
+    fn start(&mut self) {
+        let (feed, bytes) = pipe();
+        let (compression, budget) = (self.compression, self.budget);
+        self.indexer = Some(self.scope.spawn(move || {
+            let dec = decoder(compression, bytes)?;
+            Ok(tree::index_layer_bounded(dec, budget)?)
+        }));
+        self.feed = Some(feed);
+    }
+}
+
+impl BlobTee for LiveIndex<'_, '_> {
+    fn restart(&mut self) {
+        if let Some(feed) = self.feed.take() {
+            feed.fail("the download started over".into());
+        }
+        if let Some(Ok(Ok(entries))) = self.indexer.take().map(|h| h.join()) {
+            // A failed index gave its entries back itself.
+            self.budget
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn data(&mut self, bytes: &[u8]) {
+        if self.indexer.is_none() {
+            self.start();
+        }
+        if let Some(feed) = self.feed.as_mut() {
+            // An indexer that stopped early (at the end of the tar, or on
+            // an error it reports at `finish`) needs no more bytes.
+            if std::io::Write::write_all(feed, bytes).is_err() {
+                self.feed = None;
+            }
+        }
+    }
 }

@@ -29,6 +29,26 @@ const MAX_BLOB_IN_MEMORY: u64 = 64 << 20;
 /// Read buffer for blob bodies.
 const CHUNK: usize = 256 << 10;
 
+/// Hears a blob's bytes as they land in the output file, in file order
+/// from byte 0 (the bytes an earlier attempt left there included), so a
+/// reader can work while the download goes on. Nothing it heard is
+/// verified until the download returns `Ok`.
+pub trait BlobTee {
+    /// The output was emptied and the download starts over: everything
+    /// heard so far is void.
+    fn restart(&mut self);
+    /// The next bytes of the file.
+    fn data(&mut self, bytes: &[u8]);
+}
+
+/// A [`BlobTee`] that hears nothing.
+pub struct NoTee;
+
+impl BlobTee for NoTee {
+    fn restart(&mut self) {}
+    fn data(&mut self, _: &[u8]) {}
+}
+
 impl Endpoint {
     /// GET a small blob (an image config) into memory, verified against
     /// `desc.digest` and `desc.size`. Blobs over 64 MiB are refused: stream
@@ -100,17 +120,21 @@ impl Endpoint {
     ///
     /// With `resume`, the bytes already in `out` (an earlier pull's, cut
     /// short) are hashed and the download continues after them.
+    ///
+    /// `tee` hears every byte of `out` in order, and every start over.
     pub fn download_blob(
         &self,
         desc: &Descriptor,
         out: &mut File,
         resume: bool,
         progress: &(dyn Fn(u64) + Sync),
+        tee: &mut dyn BlobTee,
     ) -> anyhow::Result<()> {
         let digest = &desc.digest;
         let mut st = Partial {
             hasher: Hasher::new(),
             written: 0,
+            tee,
         };
         if !resume || !st.resume(out, desc).map_err(|f| f.err)? {
             st.reset(out, digest).map_err(|f| f.err)?;
@@ -263,6 +287,7 @@ impl Endpoint {
                     anyhow::Error::new(e).context(format!("writing {what} to its output file")),
                 )
             })?;
+            st.tee.data(&buf[..n]);
             st.written += n as u64;
             progress(st.written);
             if st.written < size {
@@ -292,12 +317,13 @@ impl Endpoint {
 }
 
 /// A blob download in progress.
-struct Partial {
+struct Partial<'t> {
     hasher: Hasher,
     written: u64,
+    tee: &'t mut dyn BlobTee,
 }
 
-impl Partial {
+impl Partial<'_> {
     /// Take the bytes already in `out` as downloaded: hash them and
     /// continue after them. False (start over) when there are more than
     /// the blob has. A complete file is still checked by the next request's
@@ -323,6 +349,7 @@ impl Partial {
                 return Ok(false);
             }
             self.hasher.update(&buf[..n]);
+            self.tee.data(&buf[..n]);
             left -= n as u64;
         }
         self.written = len;
@@ -333,6 +360,7 @@ impl Partial {
     fn reset(&mut self, out: &mut File, digest: &Digest) -> Result<(), Failure> {
         self.hasher = Hasher::new();
         self.written = 0;
+        self.tee.restart();
         out.set_len(0)
             .and_then(|()| out.seek(SeekFrom::Start(0)).map(drop))
             .map_err(|e| {

@@ -15,6 +15,7 @@ use wyrcan_core::manifest::Descriptor;
 use wyrcan_core::mirror;
 use wyrcan_core::reference::Reference;
 
+use super::download::{BlobTee, NoTee};
 use super::{Endpoint, FetchedManifest, PullOptions, RegistryError};
 
 /// A client for one repository: its mirrors, then its registry. `Send +
@@ -165,10 +166,24 @@ impl Client {
         resume: bool,
         progress: &(dyn Fn(u64) + Sync),
     ) -> anyhow::Result<()> {
+        self.download_blob_tee(desc, out, resume, progress, &mut NoTee)
+    }
+
+    /// [`Client::download_blob`], with `tee` hearing the file's bytes as
+    /// they land (see [`BlobTee`]); a fallback endpoint's start over is a
+    /// [`BlobTee::restart`].
+    pub fn download_blob_tee(
+        &self,
+        desc: &Descriptor,
+        out: &mut File,
+        resume: bool,
+        progress: &(dyn Fn(u64) + Sync),
+        tee: &mut dyn BlobTee,
+    ) -> anyhow::Result<()> {
         let mut first = resume;
         self.each(Kind::Content, &format!("blob {}", desc.digest), |e| {
             let resume = std::mem::take(&mut first);
-            e.download_blob(desc, out, resume, progress)
+            e.download_blob(desc, out, resume, progress, &mut *tee)
         })
     }
 }

@@ -51,6 +51,7 @@ use wyrcan_core::trust::Policy;
 
 pub use auth::Credentials;
 pub use client::Endpoint;
+pub use download::{BlobTee, NoTee};
 pub use fallback::Client;
 pub use resolve::DnsMode;
 pub use tls::CertTime;

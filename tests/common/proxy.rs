@@ -32,6 +32,9 @@ pub enum Mode {
     },
     /// Flip one byte in the body of every blob GET: a digest mismatch every time.
     CorruptBlob,
+    /// Flip one byte in the body of the first blob GET only: the client
+    /// starts over and then gets the right bytes.
+    CorruptBlobOnce,
     /// Answer the first `times` blob requests with `code` and an empty body.
     Status {
         /// HTTP status code, e.g. 503.
@@ -205,6 +208,10 @@ fn handle(req: &Request, upstream: SocketAddr, state: &Mutex<State>) -> Reply {
                 Some(Action::Cut)
             }
             Mode::CorruptBlob if targeted && get => Some(Action::Corrupt),
+            Mode::CorruptBlobOnce if targeted && get && st.fired == 0 => {
+                st.fired += 1;
+                Some(Action::Corrupt)
+            }
             Mode::ReplaceManifest { .. } if is_manifest(path) && matches && get => {
                 Some(Action::Replace)
             }

@@ -17,13 +17,27 @@ pub fn index_layer<R: Read>(tar: R) -> Result<Vec<LayerEntry>, TreeError> {
 
 /// [`index_layer`] taking each entry from `budget`, shared by the layers of
 /// one image (indexed in parallel): an image whose layers hold more entries
-/// in total is refused before its headers can fill memory.
+/// in total is refused before its headers can fill memory. A failed index
+/// gives back what it took, so one thrown away (a download that started
+/// over) does not count.
 pub fn index_layer_bounded<R: Read>(
     tar: R,
     budget: &AtomicU64,
 ) -> Result<Vec<LayerEntry>, TreeError> {
-    let mut reader = Reader::new(tar);
     let mut out = Vec::new();
+    let res = index_into(tar, budget, &mut out);
+    if res.is_err() {
+        budget.fetch_add(out.len() as u64, Ordering::Relaxed);
+    }
+    res.map(|()| out)
+}
+
+fn index_into<R: Read>(
+    tar: R,
+    budget: &AtomicU64,
+    out: &mut Vec<LayerEntry>,
+) -> Result<(), TreeError> {
+    let mut reader = Reader::new(tar);
     while let Some(e) = reader.next_entry()? {
         if budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
@@ -61,7 +75,7 @@ pub fn index_layer_bounded<R: Read>(
             },
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Second pass over one (decompressed) layer: hand each planned file's

@@ -476,3 +476,16 @@ fn the_entry_budget_is_shared_and_enforced() {
         "{e}"
     );
 }
+
+#[test]
+fn a_failed_index_gives_its_entries_back() {
+    let l = Layer::new()
+        .file("a", "1")
+        .file("b", "2")
+        .file("c", "3")
+        .done();
+    let budget = std::sync::atomic::AtomicU64::new(10);
+    // Cut inside the third header: two entries taken, then an error.
+    assert!(index_layer_bounded(&l[..1024 + 100], &budget).is_err());
+    assert_eq!(budget.load(std::sync::atomic::Ordering::Relaxed), 10);
+}

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use common::image::{push, Entry, Image, Layer};
 use common::registry::Registry;
-use vmharness::{artifact, bootable, test_kernel, wyrcan_vm, Vm, VmConfig, BOOT, GUEST_REGISTRY};
+use vmharness::{
+    artifact, bootable, host_morph, test_kernel, wyrcan_vm, Vm, VmConfig, BOOT, GUEST_REGISTRY,
+};
 
 /// The test kernel's own loop, squashfs and overlay modules and the index
 /// that lists them, as a layer (`/lib/modules/<release>`).
@@ -175,29 +177,16 @@ fn static_wyrcan() -> PathBuf {
     artifact("build/initrd/init")
 }
 
-/// `wyrcan morph --root squashfs` of `image` on the host, into `dir`:
+/// `wyrcan morph --root squashfs` of `repo` on the host, into `dir`:
 /// (kernel, initrd, cmdline).
 fn morph_squashfs(registry: &Registry, repo: &str, dir: &Path) -> (PathBuf, PathBuf, String) {
-    let (k, i, c) = (dir.join("k"), dir.join("i"), dir.join("c"));
-    let out = common::wyrcan(&[
-        "morph",
-        &format!("{}/{repo}", registry.addr()),
-        "--kernel",
-        k.to_str().unwrap(),
-        "--initrd",
-        i.to_str().unwrap(),
-        "--cmdline",
-        c.to_str().unwrap(),
-        "--root",
-        "squashfs",
-        "--stage2",
-        static_wyrcan().to_str().unwrap(),
-        "--insecure",
-        &registry.addr(),
-    ]);
-    common::assert_success(&out, "morph --root squashfs");
-    let cmdline = std::fs::read_to_string(&c).unwrap().trim().to_string();
-    (k, i, cmdline)
+    let stage2 = static_wyrcan();
+    host_morph(
+        registry,
+        repo,
+        dir,
+        &["--root", "squashfs", "--stage2", stage2.to_str().unwrap()],
+    )
 }
 
 /// Appends a plain newc archive of `files` to `initrd`: the kernel applies

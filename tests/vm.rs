@@ -120,29 +120,14 @@ fn host_morphed_initrd_boots_directly_in_many_frames() {
     ]));
     push(&registry, "e2e/direct", "v1", &image);
     let dir = tempfile::tempdir().unwrap();
-    let (k, i, c) = (
-        dir.path().join("k"),
-        dir.path().join("i"),
-        dir.path().join("c"),
-    );
     for compression in ["zstd", "gzip"] {
-        let out = common::wyrcan(&[
-            "morph",
-            &format!("{}/e2e/direct:v1", registry.addr()),
-            "--kernel",
-            k.to_str().unwrap(),
-            "--initrd",
-            i.to_str().unwrap(),
-            "--cmdline",
-            c.to_str().unwrap(),
-            "--compression",
-            compression,
-            "--insecure",
-            &registry.addr(),
-        ]);
-        common::assert_success(&out, "morph");
-        let cmdline = std::fs::read_to_string(&c).unwrap();
-        let mut vm = Vm::start("direct", &VmConfig::direct(&k, &i, cmdline.trim()));
+        let (k, i, cmdline) = vmharness::host_morph(
+            &registry,
+            "e2e/direct:v1",
+            dir.path(),
+            &["--compression", compression],
+        );
+        let mut vm = Vm::start("direct", &VmConfig::direct(&k, &i, &cmdline));
         vm.wait_for("CONTAINER-MARKER direct", BOOT);
         vm.wait_for(
             &format!("LAST=written last SIZE={}", 5 << 20),

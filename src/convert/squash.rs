@@ -29,15 +29,13 @@ use wyrcan_core::cpio;
 use wyrcan_core::kernel::InitArg;
 use wyrcan_core::modules::ModuleIndex;
 use wyrcan_core::squashfs::{self, Codec, Compress, Extent, FileData, Finished};
-use wyrcan_core::stage2::{Stage2Config, CONFIG_PATH};
+use wyrcan_core::stage2::{self, Stage2Config, CONFIG_PATH};
 use wyrcan_core::tree::{Meta, NodeInfo, Plan, Sink, Special, Tree};
 
 use super::emit::{emit, SideOutputs};
 use super::{BootInfo, OutputCompression};
 use crate::pull::LocalLayer;
 
-/// The squashfs inside the initramfs.
-pub const ROOT_PATH: &str = "wyrcan/root.squashfs";
 /// What the stage 2 needs to mount the root, loaded in dependency order.
 const NEEDED_MODULES: [&str; 3] = ["loop", "squashfs", "overlay"];
 /// zstd level of the squashfs blocks: conversion runs at every boot, and
@@ -111,7 +109,7 @@ pub fn write(
     head.dir(b"wyrcan", &dir_meta(0o700))?;
     let size_field = head_at + head.written() + SIZE_FIELD;
     head.file(
-        &[ROOT_PATH.as_bytes().to_vec()],
+        &[stage2::ROOT_PATH.as_bytes()[1..].to_vec()],
         &file_meta(0o400),
         0,
         &mut io::empty(),
@@ -162,17 +160,14 @@ pub fn write(
     initrd.seek(SeekFrom::Start(image_at + squashfs_len))?;
     initrd.write_all(&trailer).context("writing the initrd")?;
 
-    let config = Stage2Config {
-        version: 1,
-        image: image.to_string(),
-        root: format!("/{ROOT_PATH}"),
-        modules: modules.iter().map(|(p, _)| p.clone()).collect(),
-        init: init.to_string(),
-        countdown_secs: COUNTDOWN_SECS,
-        overlay_size: None,
-    };
+    let config = Stage2Config::new(
+        image,
+        modules.iter().map(|(p, _)| p.clone()).collect(),
+        init,
+        COUNTDOWN_SECS,
+    );
     let mut w = cpio::Writer::new(Vec::new());
-    for d in ["dev", "proc", "sys", "run", "wyrcan/modules"] {
+    for d in ["dev", "proc", "sys", "run", &stage2::MODULES_DIR[1..]] {
         w.dir(d.as_bytes(), &dir_meta(0o755))?;
     }
     // The kernel opens /dev/console for init's stdio before devtmpfs is
@@ -535,7 +530,7 @@ fn modules(
             anyhow!("wyrcan.root=squashfs: /{base}/{rel} of {image} is listed in modules.dep but missing: {fix}")
         })?;
         let file = rel.rsplit('/').next().unwrap_or(&rel);
-        out.push((format!("/wyrcan/modules/{file}"), bytes));
+        out.push((format!("{}/{file}", stage2::MODULES_DIR), bytes));
     }
     Ok(out)
 }

@@ -678,3 +678,33 @@ pub fn wyrcan_release() -> String {
         .trim()
         .to_string()
 }
+
+/// `wyrcan morph REGISTRY/REPO` on the host into `dir` (files `k`, `i`,
+/// `c`) with `extra` flags: the kernel, the initrd and the image's
+/// cmdline, for a direct boot ([`VmConfig::direct`]).
+pub fn host_morph(
+    registry: &Registry,
+    repo: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (PathBuf, PathBuf, String) {
+    let (k, i, c) = (dir.join("k"), dir.join("i"), dir.join("c"));
+    let image = format!("{}/{repo}", registry.addr());
+    let mut args = vec![
+        "morph",
+        &image,
+        "--kernel",
+        k.to_str().unwrap(),
+        "--initrd",
+        i.to_str().unwrap(),
+        "--cmdline",
+        c.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let insecure = registry.addr();
+    args.extend(["--insecure", &insecure]);
+    let out = crate::common::wyrcan(&args);
+    crate::common::assert_success(&out, &format!("morph {}", extra.join(" ")));
+    let cmdline = std::fs::read_to_string(&c).unwrap().trim().to_string();
+    (k, i, cmdline)
+}

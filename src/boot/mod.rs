@@ -372,6 +372,35 @@ mod tests {
     }
 
     #[test]
+    fn root_forms_and_auto() {
+        let g = 1024 * MIB;
+        // 600 MiB unpacked from 100 MiB of layers on 1 GiB: the unpacked
+        // form fits (ramfs), the squashfs too.
+        let (f, note) = choose_form(g, 600 * MIB, 100 * MIB, RootForm::Cpio).unwrap();
+        assert!(!f.squashfs && note.is_none());
+        let (f, _) = choose_form(g, 600 * MIB, 100 * MIB, RootForm::Squashfs).unwrap();
+        assert!(f.squashfs);
+        let (f, note) = choose_form(g, 600 * MIB, 100 * MIB, RootForm::Auto).unwrap();
+        assert!(!f.squashfs && note.is_none());
+        // 900 MiB unpacked does not fit; as a squashfs of ~100 MiB it does.
+        assert!(choose_form(g, 900 * MIB, 100 * MIB, RootForm::Cpio).is_err());
+        let (f, note) = choose_form(g, 900 * MIB, 100 * MIB, RootForm::Auto).unwrap();
+        assert!(f.squashfs);
+        let note = note.unwrap();
+        assert!(
+            note.contains("does not fit") && note.contains("wyrcan.root=auto"),
+            "{note}"
+        );
+        // Neither fits: both reasons are given.
+        let e = choose_form(g, 2 * g, 500 * MIB, RootForm::Auto).unwrap_err();
+        assert!(
+            e.contains("as a squashfs root") && e.contains("unpacks to"),
+            "{e}"
+        );
+        assert_eq!(squashfs_ram(100 * MIB), 392 * MIB);
+    }
+
+    #[test]
     fn the_initrd_counts_against_the_tmpfs_cap() {
         let g = 1024 * MIB;
         // 400 MiB fits in half of 1 GiB, not in half of (1 GiB - 200 MiB).

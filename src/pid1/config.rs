@@ -413,6 +413,27 @@ mod tests {
     }
 
     #[test]
+    fn the_root_form_comes_from_the_cmdline_then_the_site() {
+        let p = pull_options(&[]);
+        let site = WyrcanArgs {
+            root: Some(RootForm::Auto),
+            ..WyrcanArgs::default()
+        };
+        let form = |cmdline: &str, site: Option<&WyrcanArgs>| {
+            validate(&with_defaults(&args(cmdline), site), Source::Cmdline, &p)
+                .unwrap()
+                .unwrap()
+                .root
+        };
+        assert_eq!(form("wyrcan.img=r/os:1", None), RootForm::Cpio);
+        assert_eq!(form("wyrcan.img=r/os:1", Some(&site)), RootForm::Auto);
+        assert_eq!(
+            form("wyrcan.img=r/os:1 wyrcan.root=squashfs", Some(&site)),
+            RootForm::Squashfs
+        );
+    }
+
+    #[test]
     fn the_proxy_reaches_the_pull_options_masked() {
         let p = pull_options(&[]);
         assert!(!p.proxy_env, "PID 1 reads no proxy variables");

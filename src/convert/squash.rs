@@ -237,18 +237,21 @@ impl<'w, W: Write + Seek> Pooled<'w, W> {
             scope.spawn(move || loop {
                 let job = queue.lock().map(|q| q.recv());
                 let Ok(Ok((i, raw))) = job else { return };
-                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
-                let r = zstd
-                    .compress_to_buffer(&raw[..], &mut out)
-                    .map(|_| out)
-                    // Not smaller: squashfs stores the block raw.
-                    .map(|c| {
-                        if c.len() < raw.len() {
-                            (c, true)
-                        } else {
-                            (raw.clone(), false)
-                        }
-                    });
+                // A panic becomes an error for this block: the appender
+                // waits for every block it sent and must not wait forever.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+                    zstd.compress_to_buffer(&raw[..], &mut out).map(|_| out)
+                }))
+                .unwrap_or_else(|_| Err(io::Error::other("the zstd compressor panicked")))
+                // Not smaller: squashfs stores the block raw.
+                .map(|c| {
+                    if c.len() < raw.len() {
+                        (c, true)
+                    } else {
+                        (raw.clone(), false)
+                    }
+                });
                 if results.send((i, r, raw)).is_err() {
                     return;
                 }

@@ -106,11 +106,11 @@ pub fn write(
     let mut initrd = out.initrd;
     let head_at = initrd.stream_position()?;
     let mut head = cpio::Writer::new(Vec::new());
-    head.dir(b"wyrcan", &dir_meta(0o700))?;
-    let size_field = head_at + head.written() + SIZE_FIELD;
+    head.dir(b"wyrcan", &root_owned(0o700))?;
+    let size_field = head_at + head.written() + cpio::SIZE_FIELD_OFFSET;
     head.file(
         &[stage2::ROOT_PATH.as_bytes()[1..].to_vec()],
-        &file_meta(0o400),
+        &root_owned(0o400),
         0,
         &mut io::empty(),
     )?;
@@ -155,7 +155,7 @@ pub fn write(
     let trailer = cpio::Writer::new(Vec::new()).finish()?;
     let modules = modules(tree, info, &finished, &initrd, image_at, image)?;
     initrd
-        .write_at(format!("{size:08x}").as_bytes(), size_field)
+        .write_at(&cpio::size_field(size), size_field)
         .context("writing the initrd")?;
     initrd.seek(SeekFrom::Start(image_at + squashfs_len))?;
     initrd.write_all(&trailer).context("writing the initrd")?;
@@ -168,19 +168,19 @@ pub fn write(
     );
     let mut w = cpio::Writer::new(Vec::new());
     for d in ["dev", "proc", "sys", "run", &stage2::MODULES_DIR[1..]] {
-        w.dir(d.as_bytes(), &dir_meta(0o755))?;
+        w.dir(d.as_bytes(), &root_owned(0o755))?;
     }
     // The kernel opens /dev/console for init's stdio before devtmpfs is
     // mounted: without it the stage 2 would start without a console.
     w.special(
         b"dev/console",
         Special::Char { major: 5, minor: 1 },
-        &file_meta(0o600),
+        &root_owned(0o600),
     )?;
     let put = |w: &mut cpio::Writer<Vec<u8>>, path: &str, mode: u32, bytes: &[u8]| {
         w.file(
             &[path.trim_start_matches('/').as_bytes().to_vec()],
-            &file_meta(mode),
+            &root_owned(mode),
             bytes.len() as u64,
             &mut &bytes[..],
         )
@@ -360,10 +360,6 @@ impl<W: Write + Seek> Sink for Pooled<'_, W> {
     }
 }
 
-/// Offset of the 8-digit size field in a newc header (magic and six
-/// fields before it).
-const SIZE_FIELD: u64 = 6 + 6 * 8;
-
 /// Reports the initrd's size as the squashfs grows.
 struct Progressed<'a> {
     file: &'a File,
@@ -391,14 +387,8 @@ impl Seek for Progressed<'_> {
     }
 }
 
-fn dir_meta(mode: u32) -> Meta {
-    Meta {
-        mode,
-        ..Meta::IMPLIED_DIR
-    }
-}
-
-fn file_meta(mode: u32) -> Meta {
+/// Wyrcan's own entries: root's, mtime 0, with `mode`.
+fn root_owned(mode: u32) -> Meta {
     Meta {
         mode,
         ..Meta::IMPLIED_DIR

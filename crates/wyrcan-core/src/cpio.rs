@@ -25,6 +25,18 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFBLK: u32 = 0o060000;
 const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
+/// Offset, from the start of a newc header, of its 8-digit file size
+/// (after the magic and six fields): a writer that learns a size only
+/// after writing the data in place fills it in with [`size_field`].
+pub const SIZE_FIELD_OFFSET: u64 = 6 + 6 * 8;
+
+/// A newc size field's bytes.
+pub fn size_field(size: u32) -> [u8; 8] {
+    let mut f = [0u8; 8];
+    f.copy_from_slice(format!("{size:08x}").as_bytes());
+    f
+}
+
 /// Mask of the file type bits in a mode.
 pub const S_IFMT: u32 = 0o170000;
 
@@ -325,6 +337,23 @@ mod tests {
             gid: 100,
             mtime: 1_700_000_000,
         }
+    }
+
+    #[test]
+    fn a_size_filled_in_after_the_data() {
+        // As a filesystem image written in place after its header.
+        let mut w = Writer::new(Vec::new());
+        w.dir(b"d", &meta(0o755)).unwrap();
+        let at = (w.written() + SIZE_FIELD_OFFSET) as usize;
+        w.file(&[b"d/img".to_vec()], &meta(0o400), 0, &mut io::empty())
+            .unwrap();
+        let mut out = w.into_inner();
+        out.extend_from_slice(b"12345678");
+        out[at..at + 8].copy_from_slice(&size_field(8));
+        out.extend(Writer::new(Vec::new()).finish().unwrap());
+        let entries = read(&out).unwrap();
+        assert_eq!(entries[1].name, b"d/img");
+        assert_eq!(entries[1].data, b"12345678");
     }
 
     #[test]

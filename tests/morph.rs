@@ -244,6 +244,19 @@ fn long_name_layers() -> Vec<Layer> {
     ]
 }
 
+/// Every flattening case's layers, in order: whiteouts, type changes,
+/// hard links, devices, Go-style headers, long names.
+fn every_case() -> Vec<Vec<Layer>> {
+    vec![
+        whiteout_layers(),
+        type_change_layers(),
+        hardlink_layers(),
+        special_layers(),
+        go_style_layers(),
+        long_name_layers(),
+    ]
+}
+
 fn oci(mut layers: Vec<Layer>, extra: Vec<Vec<Layer>>) -> Image {
     for e in extra {
         layers.extend(e);
@@ -303,17 +316,7 @@ fn harness_umoci_sees_pushed_image() {
 #[test]
 fn harness_fixtures_unpack_in_umoci() {
     // Every fixture flattens in umoci as the tests assume.
-    let image = oci(
-        vec![base("h")],
-        vec![
-            whiteout_layers(),
-            type_change_layers(),
-            hardlink_layers(),
-            special_layers(),
-            go_style_layers(),
-            long_name_layers(),
-        ],
-    );
+    let image = oci(vec![base("h")], every_case());
     let s = snapshot(umoci_rootfs(&image).path());
     for gone in [
         "wh/remove-me",
@@ -456,17 +459,7 @@ fn squashfs_root_matches_the_oracle() {
         Entry::file("big/holed", holed),
         Entry::file("big/noise", noise(700_001, 9)),
     ]);
-    let image = oci(
-        vec![base("sq"), builtin_modules_layer(), big],
-        vec![
-            whiteout_layers(),
-            type_change_layers(),
-            hardlink_layers(),
-            special_layers(),
-            go_style_layers(),
-            long_name_layers(),
-        ],
-    );
+    let image = oci(vec![base("sq"), builtin_modules_layer(), big], every_case());
     let out = morph_squashfs(registry::shared(), "morph/squashfs", &image);
     check_squashfs_initrd(&image, &out, KPATH, &kernel("sq"), STAGE2.as_ref(), &[]);
     let words = out.cmdline_words();
@@ -558,17 +551,7 @@ fn squashfs_root_without_modules_or_a_static_stage2_is_refused_clearly() {
 
 #[test]
 fn multi_layer_kitchen_sink() {
-    let image = oci(
-        vec![base("ks")],
-        vec![
-            whiteout_layers(),
-            type_change_layers(),
-            hardlink_layers(),
-            special_layers(),
-            go_style_layers(),
-            long_name_layers(),
-        ],
-    );
+    let image = oci(vec![base("ks")], every_case());
     morph_and_check(
         registry::shared(),
         "morph/kitchen-sink",
@@ -1417,17 +1400,7 @@ fn unpack(reg: &Registry, repo: &str, dir: &std::path::Path) -> std::process::Ou
 #[test]
 fn unpack_equals_umoci_rootfs() {
     let reg = registry::shared();
-    let image = oci(
-        vec![base("unpack")],
-        vec![
-            whiteout_layers(),
-            type_change_layers(),
-            hardlink_layers(),
-            special_layers(),
-            go_style_layers(),
-            long_name_layers(),
-        ],
-    );
+    let image = oci(vec![base("unpack")], every_case());
     push(reg, "morph/unpack", "t", &image);
     let dir = tempfile::tempdir().unwrap();
     assert_success(&unpack(reg, "morph/unpack", dir.path()), "unpack");

@@ -193,38 +193,22 @@ fn morph_squashfs(registry: &Registry, repo: &str, dir: &Path) -> (PathBuf, Path
 /// it last, so it replaces what the conversion wrote.
 fn append_plain(initrd: &Path, files: &[(&str, &[u8])]) {
     use std::io::Write as _;
-    let mut out = Vec::new();
-    let mut entry = |name: &str, mode: u32, data: &[u8]| {
-        let header = format!(
-            "070701{:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            0x7000 + out.len() as u32 % 0x1000,
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            0,
-            0,
-            name.len() + 1,
-            0
-        );
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-    };
+    use wyrcan_core::tree::{Meta, Sink as _};
+    let mut w = wyrcan_core::cpio::Writer::new(Vec::new());
     for (name, data) in files {
-        entry(name, 0o100644, data);
+        let meta = Meta {
+            mode: 0o644,
+            ..Meta::IMPLIED_DIR
+        };
+        w.file(
+            &[name.as_bytes().to_vec()],
+            &meta,
+            data.len() as u64,
+            &mut &data[..],
+        )
+        .unwrap();
     }
-    entry("TRAILER!!!", 0, b"");
+    let out = w.finish().unwrap();
     // The kernel takes a plain archive only at a 4-byte aligned offset of
     // the initrd; zeros before it are skipped.
     let len = std::fs::metadata(initrd).unwrap().len() as usize;

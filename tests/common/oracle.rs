@@ -467,27 +467,11 @@ pub fn squash_initrd(path: &Path) -> SquashInitrd {
         "a squashfs-root initrd starts with a plain newc archive"
     );
     let mut files = BTreeMap::new();
-    let mut squashfs = None;
-    let mut at = 0usize;
-    // The plain archive, up to its trailer.
-    loop {
-        let hex = |o: usize| {
-            u32::from_str_radix(std::str::from_utf8(&data[at + o..at + o + 8]).unwrap(), 16)
-                .unwrap() as usize
-        };
-        assert_eq!(&data[at..at + 6], b"070701", "newc magic at {at}");
-        let (size, namesize) = (hex(54), hex(94));
-        let name = String::from_utf8(data[at + 110..at + 110 + namesize - 1].to_vec()).unwrap();
-        let start = (at + 110 + namesize + 3) & !3;
-        let end = start + size;
-        at = (end + 3) & !3;
-        if name == "TRAILER!!!" {
-            break;
-        }
-        if name == "wyrcan/root.squashfs" {
-            squashfs = Some(data[start..end].to_vec());
-        }
-    }
+    let (plain, mut at) = wyrcan_core::cpio::read_first(&data).expect("the plain archive");
+    let squashfs = plain
+        .into_iter()
+        .find(|e| e.name == b"wyrcan/root.squashfs")
+        .map(|e| e.data);
     while at < data.len() && data[at] == 0 {
         at += 1;
     }

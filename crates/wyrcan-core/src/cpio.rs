@@ -281,6 +281,13 @@ fn align4(n: usize) -> usize {
 /// Read every entry up to `TRAILER!!!`. Concatenated archives (as the
 /// kernel accepts them) are not followed: the first trailer ends the list.
 pub fn read(data: &[u8]) -> Result<Vec<Entry>, CpioError> {
+    read_first(data).map(|(entries, _)| entries)
+}
+
+/// [`read`], and the offset just after the first archive's trailer
+/// (4-byte aligned): where a concatenated next archive, or its zero
+/// padding, starts.
+pub fn read_first(data: &[u8]) -> Result<(Vec<Entry>, usize), CpioError> {
     let mut out = Vec::new();
     let mut off = 0usize;
     loop {
@@ -309,7 +316,7 @@ pub fn read(data: &[u8]) -> Result<Vec<Entry>, CpioError> {
             .get(data_start..data_end)
             .ok_or(CpioError::Truncated(off))?;
         if name == TRAILER {
-            return Ok(out);
+            return Ok((out, align4(data_end)));
         }
         out.push(Entry {
             name,
@@ -351,7 +358,10 @@ mod tests {
         out.extend_from_slice(b"12345678");
         out[at..at + 8].copy_from_slice(&size_field(8));
         out.extend(Writer::new(Vec::new()).finish().unwrap());
-        let entries = read(&out).unwrap();
+        let len = out.len();
+        out.extend_from_slice(b"\0\0\0\0(next archive)");
+        let (entries, end) = read_first(&out).unwrap();
+        assert_eq!(end, len);
         assert_eq!(entries[1].name, b"d/img");
         assert_eq!(entries[1].data, b"12345678");
     }

@@ -125,6 +125,7 @@ pub fn write(
     let mut writer = squashfs::Writer::new(
         Progressed {
             file: &initrd,
+            pos: image_at,
             written: out.written,
         },
         Box::new(Zstd(compress)),
@@ -363,16 +364,17 @@ impl<W: Write + Seek> Sink for Pooled<'_, W> {
 /// Reports the initrd's size as the squashfs grows.
 struct Progressed<'a> {
     file: &'a File,
+    /// The file's position, kept here rather than asked of the kernel
+    /// after every block.
+    pos: u64,
     written: &'a (dyn Fn(u64) + Sync),
 }
 
 impl Write for Progressed<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = (&mut self.file).write(buf)?;
-        // Blocks are written whole (128 KiB): reporting each is cheap.
-        if let Ok(p) = (&mut self.file).stream_position() {
-            (self.written)(p);
-        }
+        self.pos += n as u64;
+        (self.written)(self.pos);
         Ok(n)
     }
 
@@ -383,7 +385,8 @@ impl Write for Progressed<'_> {
 
 impl Seek for Progressed<'_> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        (&mut self.file).seek(pos)
+        self.pos = (&mut self.file).seek(pos)?;
+        Ok(self.pos)
     }
 }
 
